@@ -1,0 +1,76 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "hookbus",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "HookbusCore", targets: ["HookbusCore"]),
+        .library(name: "HookbusServer", targets: ["HookbusServer"]),
+        .executable(name: "hookbusd", targets: ["hookbusd"]),
+        .executable(name: "hookbus", targets: ["hookbus"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // The domain: events, validation, wire codec, outbox store, config, retry policy.
+        // No sockets and no processes, so it can be tested and embedded on its own.
+        .target(
+            name: "HookbusCore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strict
+        ),
+        // The broker's I/O: the Unix socket listener, connections, commit loop, process runners.
+        .target(
+            name: "HookbusServer",
+            dependencies: [
+                "HookbusCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
+        // A small blocking client for the socket, used by the `hookbus` CLI and the tests.
+        .target(name: "HookbusClient", dependencies: ["HookbusCore"], swiftSettings: strict),
+        .executableTarget(
+            name: "hookbusd",
+            dependencies: [
+                "HookbusServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "hookbus",
+            dependencies: [
+                "HookbusClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "HookbusCoreTests", dependencies: ["HookbusCore"], swiftSettings: strict),
+        .testTarget(
+            name: "HookbusIntegrationTests",
+            dependencies: ["HookbusClient", "HookbusCore", "hookbusd", "hookbus"],
+            swiftSettings: strict
+        ),
+    ]
+)

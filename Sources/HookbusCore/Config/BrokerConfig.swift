@@ -1,0 +1,93 @@
+/// Everything `hookbusd` runs with: the embedded defaults, overridden by the
+/// config file, overridden by command-line flags. protocol/CONFIG.md lists
+/// every key.
+public struct BrokerConfig: Sendable {
+    public var socketPath = "./hookbus.sock"
+    public var databasePath = "./hookbus.db"
+    /// Permission bits of the socket file. 0660: the owner and the group may connect.
+    public var socketMode: UInt32 = 0o660
+    /// Group given to the socket file, by name or number; nil keeps the broker's.
+    public var socketGroup: String?
+    public var durability: Durability = .full
+    public var limits = Limits()
+    /// Deliveries in flight at once across all subscribers.
+    public var maxInflight = 50
+    /// Delivered events older than this are pruned.
+    public var retention: Duration = .seconds(7 * 24 * 3600)
+    public var logLevel = "info"
+    public var defaults = SubscriberDefaults()
+    public var subscribers: [SubscriberConfig] = []
+    /// The file the config came from, for messages; nil for the embedded defaults.
+    public var file: String?
+
+    public init() {}
+}
+
+/// Bounds that keep one client or one mistake from taking the broker down.
+public struct Limits: Sendable, Equatable {
+    /// Longest accepted line, in bytes. 1 MiB: far above any sane event, far
+    /// below what would let a client pin memory.
+    public var maxLineBytes = 1 << 20
+    /// Connections served at once; more are answered with one refusal line and closed.
+    public var maxConnections = 1024
+    /// Outbox size (database pages in use) beyond which publishing answers
+    /// `unavailable`; 0 means no limit but the disk's.
+    public var maxOutboxBytes: Int64 = 0
+
+    public init() {}
+}
+
+/// Values every subscriber gets unless it sets its own (`[defaults]`).
+public struct SubscriberDefaults: Sendable, Equatable {
+    public var retry = RetryPolicy()
+    public var timeout: Duration = .seconds(30)
+    public var concurrency = 1
+
+    public init() {}
+}
+
+/// One `[[subscribers]]` table.
+public struct SubscriberConfig: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case exec([String])
+        case pipe([String])
+        case hook(String)
+    }
+
+    public var name: String
+    public var kind: Kind
+    public var types: [TypeFilter]
+    public var timeout: Duration
+    public var retry: RetryPolicy
+    public var concurrency: Int
+    /// Hook options (`options = { ... }`), or extra environment for processes (`env`).
+    public var options: [String: ConfigValue]
+    public var environment: [String: String]
+
+    public init(
+        name: String, kind: Kind, types: [TypeFilter], timeout: Duration = .seconds(30),
+        retry: RetryPolicy = RetryPolicy(), concurrency: Int = 1,
+        options: [String: ConfigValue] = [:], environment: [String: String] = [:]
+    ) {
+        self.name = name
+        self.kind = kind
+        self.types = types
+        self.timeout = timeout
+        self.retry = retry
+        self.concurrency = concurrency
+        self.options = options
+        self.environment = environment
+    }
+}
+
+/// A scalar or list from the config file, handed to hooks as their options.
+public enum ConfigValue: Sendable, Equatable {
+    case string(String)
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case array([ConfigValue])
+
+    public var string: String? { if case .string(let value) = self { value } else { nil } }
+    public var int: Int? { if case .int(let value) = self { value } else { nil } }
+}

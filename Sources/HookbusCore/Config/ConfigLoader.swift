@@ -1,0 +1,288 @@
+import TOMLKit
+
+/// Reads a TOML config file into a `BrokerConfig`. Every unknown key, wrong
+/// type, bad value, duplicate subscriber name and unknown hook is an error that
+/// names the file, the key and the reason.
+public struct ConfigLoader {
+    /// Hook names the broker knows; a `hook = "..."` naming another is an error.
+    public var knownHooks: Set<String>
+
+    public init(knownHooks: Set<String>) {
+        self.knownHooks = knownHooks
+    }
+
+    public func load(file: String) throws(ConfigError) -> BrokerConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: file, key: "(file)", reason: "cannot read: \(error.localizedDescription)")
+        }
+        return try parse(text, file: file)
+    }
+
+    public func parse(_ text: String, file: String) throws(ConfigError) -> BrokerConfig {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: file, key: "(syntax)",
+                              reason: "line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigError(file: file, key: "(syntax)", reason: "\(error)")
+        }
+        var reader = TableReader(table: table, file: file, path: "")
+        var config = BrokerConfig()
+        config.file = file
+        if let value = try reader.string("socket") { config.socketPath = value }
+        if let value = try reader.string("database") { config.databasePath = value }
+        if let value = try reader.string("socket_mode") {
+            guard let mode = UInt32(value, radix: 8), mode <= 0o777 else {
+                throw reader.error("socket_mode", "must be an octal mode like \"0660\", got \"\(value)\"")
+            }
+            config.socketMode = mode
+        }
+        config.socketGroup = try reader.string("socket_group")
+        if let value = try reader.string("durability") {
+            guard let durability = Durability(rawValue: value) else {
+                throw reader.error("durability", "must be \"full\" or \"normal\", got \"\(value)\"")
+            }
+            config.durability = durability
+        }
+        if let value = try reader.int("max_line_bytes", min: 256) { config.limits.maxLineBytes = value }
+        if let value = try reader.int("max_connections", min: 1) { config.limits.maxConnections = value }
+        if let value = try reader.int("max_outbox_bytes", min: 0) { config.limits.maxOutboxBytes = Int64(value) }
+        if let value = try reader.int("max_inflight", min: 1) { config.maxInflight = value }
+        if let value = try reader.duration("retention") { config.retention = value }
+        if let value = try reader.string("log_level") {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(value) else {
+                throw reader.error("log_level", "must be one of \(levels.joined(separator: ", ")), got \"\(value)\"")
+            }
+            config.logLevel = value
+        }
+        if var defaults = try reader.table("defaults") {
+            config.defaults = try readDefaults(&defaults, base: config.defaults)
+            try defaults.finish()
+        }
+        if let subscribers = try reader.tableArray("subscribers") {
+            var names = Set<String>()
+            for (index, sub) in subscribers.enumerated() {
+                var sub = sub
+                let subscriber = try readSubscriber(&sub, index: index, defaults: config.defaults)
+                guard names.insert(subscriber.name).inserted else {
+                    throw sub.error("name", "duplicate subscriber name \"\(subscriber.name)\"")
+                }
+                try sub.finish()
+                config.subscribers.append(subscriber)
+            }
+        }
+        try reader.finish()
+        return config
+    }
+
+    private func readDefaults(_ reader: inout TableReader, base: SubscriberDefaults) throws(ConfigError) -> SubscriberDefaults {
+        var defaults = base
+        defaults.retry = try readRetry(&reader, base: base.retry)
+        if let value = try reader.duration("timeout") { defaults.timeout = value }
+        if let value = try reader.int("concurrency", min: 1) { defaults.concurrency = value }
+        return defaults
+    }
+
+    private func readRetry(_ reader: inout TableReader, base: RetryPolicy) throws(ConfigError) -> RetryPolicy {
+        var retry = base
+        if let value = try reader.int("max_attempts", min: 1) { retry.maxAttempts = value }
+        let initial = try reader.duration("backoff_initial")
+        let maximum = try reader.duration("backoff_max")
+        let list = try reader.durationList("backoff")
+        if list != nil && (initial != nil || maximum != nil) {
+            throw reader.error("backoff", "give either an explicit backoff list or backoff_initial/backoff_max, not both")
+        }
+        if let list {
+            guard !list.isEmpty else { throw reader.error("backoff", "the list must not be empty") }
+            retry.schedule = .explicit(list)
+        } else if initial != nil || maximum != nil {
+            var (start, cap) = (Duration.seconds(1), Duration.seconds(300))
+            if case .exponential(let i, let m) = base.schedule { (start, cap) = (i, m) }
+            start = initial ?? start
+            cap = maximum ?? cap
+            guard start <= cap else {
+                throw reader.error("backoff_initial", "\(start.spelled) is longer than backoff_max \(cap.spelled)")
+            }
+            retry.schedule = .exponential(initial: start, max: cap)
+        }
+        return retry
+    }
+
+    private func readSubscriber(_ reader: inout TableReader, index: Int, defaults: SubscriberDefaults) throws(ConfigError) -> SubscriberConfig {
+        guard let name = try reader.string("name") else { throw reader.error("name", "every subscriber needs a name") }
+        guard !name.isEmpty, name.utf8.count <= 64,
+              name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) })
+        else {
+            throw reader.error("name", "\"\(name)\" must be 1 to 64 letters, digits, '-', '_' or '.'")
+        }
+        reader.path = "subscribers[\(index)] \"\(name)\"."
+        let exec = try reader.stringList("exec")
+        let pipe = try reader.stringList("pipe")
+        let hook = try reader.string("hook")
+        let given = [exec != nil ? "exec" : nil, pipe != nil ? "pipe" : nil, hook != nil ? "hook" : nil].compactMap { $0 }
+        guard given.count == 1 else {
+            let why = given.isEmpty ? "none is given" : "\(given.joined(separator: " and ")) are both given"
+            throw reader.error(given.first ?? "exec", "a subscriber has exactly one of exec, pipe and hook; \(why)")
+        }
+        let kind: SubscriberConfig.Kind
+        if let exec {
+            guard !exec.isEmpty, !exec[0].isEmpty else { throw reader.error("exec", "the command must not be empty") }
+            kind = .exec(exec)
+        } else if let pipe {
+            guard !pipe.isEmpty, !pipe[0].isEmpty else { throw reader.error("pipe", "the command must not be empty") }
+            kind = .pipe(pipe)
+        } else {
+            let hookName = hook ?? ""
+            guard knownHooks.contains(hookName) else {
+                throw reader.error("hook", "unknown hook \"\(hookName)\"; known hooks: \(knownHooks.sorted().joined(separator: ", "))")
+            }
+            kind = .hook(hookName)
+        }
+        guard let typeTexts = try reader.stringList("types"), !typeTexts.isEmpty else {
+            throw reader.error("types", "give at least one type filter, e.g. [\"client.*\"] or [\"*\"]")
+        }
+        var types: [TypeFilter] = []
+        for text in typeTexts {
+            switch TypeFilter.parse(text) {
+            case .success(let filter): types.append(filter)
+            case .failure(let problem): throw reader.error("types", "\"\(text)\": \(problem.reason)")
+            }
+        }
+        let retry = try readRetry(&reader, base: defaults.retry)
+        let timeout = try reader.duration("timeout") ?? defaults.timeout
+        let concurrency = try reader.int("concurrency", min: 1) ?? defaults.concurrency
+        var options: [String: ConfigValue] = [:]
+        if var table = try reader.table("options") {
+            options = try table.all()
+        }
+        var environment: [String: String] = [:]
+        if var table = try reader.table("env") {
+            for (key, value) in try table.all() {
+                guard let text = value.string else { throw reader.error("env.\(key)", "must be a string") }
+                environment[key] = text
+            }
+        }
+        return SubscriberConfig(name: name, kind: kind, types: types, timeout: timeout, retry: retry,
+                                concurrency: concurrency, options: options, environment: environment)
+    }
+}
+
+/// Reads keys from one TOML table and remembers which it read, so `finish()`
+/// can report the first key nobody asked for.
+struct TableReader {
+    let table: TOMLTable
+    let file: String
+    var path: String
+    private var used = Set<String>()
+
+    init(table: TOMLTable, file: String, path: String) {
+        self.table = table
+        self.file = file
+        self.path = path
+    }
+
+    func error(_ key: String, _ reason: String) -> ConfigError {
+        ConfigError(file: file, key: path + key, reason: reason)
+    }
+
+    private mutating func value(_ key: String) -> (any TOMLValueConvertible)? {
+        used.insert(key)
+        return table[key]
+    }
+
+    mutating func string(_ key: String) throws(ConfigError) -> String? {
+        guard let value = value(key) else { return nil }
+        guard let text = value.string else { throw error(key, "must be a string, got \(value.type)") }
+        return text
+    }
+
+    mutating func int(_ key: String, min: Int) throws(ConfigError) -> Int? {
+        guard let value = value(key) else { return nil }
+        guard let number = value.int else { throw error(key, "must be an integer, got \(value.type)") }
+        guard number >= min else { throw error(key, "must be at least \(min), got \(number)") }
+        return number
+    }
+
+    mutating func duration(_ key: String) throws(ConfigError) -> Duration? {
+        guard let text = try string(key) else { return nil }
+        guard let duration = Duration.parse(text) else {
+            throw error(key, "bad duration \"\(text)\": expected an integer with ms, s, m or h, like \"30s\"")
+        }
+        return duration
+    }
+
+    mutating func stringList(_ key: String) throws(ConfigError) -> [String]? {
+        guard let value = value(key) else { return nil }
+        guard let array = value.array else { throw error(key, "must be an array of strings, got \(value.type)") }
+        var out: [String] = []
+        for item in array {
+            guard let text = item.string else { throw error(key, "must be an array of strings; found \(item.type)") }
+            out.append(text)
+        }
+        return out
+    }
+
+    mutating func durationList(_ key: String) throws(ConfigError) -> [Duration]? {
+        guard let texts = try stringList(key) else { return nil }
+        var out: [Duration] = []
+        for text in texts {
+            guard let duration = Duration.parse(text) else {
+                throw error(key, "bad duration \"\(text)\": expected an integer with ms, s, m or h, like \"30s\"")
+            }
+            out.append(duration)
+        }
+        return out
+    }
+
+    mutating func table(_ key: String) throws(ConfigError) -> TableReader? {
+        guard let value = value(key) else { return nil }
+        guard let inner = value.table else { throw error(key, "must be a table, got \(value.type)") }
+        return TableReader(table: inner, file: file, path: path + key + ".")
+    }
+
+    mutating func tableArray(_ key: String) throws(ConfigError) -> [TableReader]? {
+        guard let value = value(key) else { return nil }
+        guard let array = value.array else { throw error(key, "must be an array of tables ([[\(key)]]), got \(value.type)") }
+        var out: [TableReader] = []
+        for (index, item) in array.enumerated() {
+            guard let inner = item.table else { throw error("\(key)[\(index)]", "must be a table, got \(item.type)") }
+            out.append(TableReader(table: inner, file: file, path: "\(key)[\(index)]."))
+        }
+        return out
+    }
+
+    /// Every key of the table as a `ConfigValue` (hook options are free-form).
+    mutating func all() throws(ConfigError) -> [String: ConfigValue] {
+        var out: [String: ConfigValue] = [:]
+        for key in table.keys {
+            guard let value = value(key) else { continue }
+            out[key] = try convert(value, key: key)
+        }
+        return out
+    }
+
+    private func convert(_ value: any TOMLValueConvertible, key: String) throws(ConfigError) -> ConfigValue {
+        if let text = value.string { return .string(text) }
+        if let bool = value.bool { return .bool(bool) }
+        if let int = value.int { return .int(int) }
+        if let double = value.double { return .double(double) }
+        if let array = value.array {
+            var items: [ConfigValue] = []
+            for item in array { items.append(try convert(item, key: key)) }
+            return .array(items)
+        }
+        throw error(key, "must be a string, number, boolean or array, got \(value.type)")
+    }
+
+    func finish() throws(ConfigError) {
+        for key in table.keys.sorted() where !used.contains(key) {
+            throw error(key, "unknown key")
+        }
+    }
+}

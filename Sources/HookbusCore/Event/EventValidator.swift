@@ -1,0 +1,162 @@
+/// Turns a line into an event to store, following the event rules of
+/// protocol/PROTOCOL.md (CloudEvents 1.0, structured JSON mode).
+///
+/// Each kind of bad input has its own `reason`, and the message names the
+/// attribute and what was received; the payload itself is never quoted.
+public struct EventValidator: Sendable {
+    /// Context attributes of CloudEvents 1.0 and what JSON type each must be.
+    static let stringAttributes: Set<String> = [
+        "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data_base64",
+    ]
+
+    public let ids: EventIDGenerator
+
+    public init(ids: EventIDGenerator = EventIDGenerator()) {
+        self.ids = ids
+    }
+
+    /// Validates the members of an event line (one without `op`) and builds the event.
+    /// - Parameters:
+    ///   - line: the line's bytes, as framed.
+    ///   - members: its top-level members, from `JSONScanner`.
+    ///   - producer: the connection's peer credentials.
+    ///   - nowMicros: the receipt time.
+    public func validate(
+        line: [UInt8], members: [JSONMember], producer: Producer, nowMicros: Int64
+    ) -> Result<NewEvent, WireError> {
+        var seen = Set<String>()
+        var attributes: [String: JSONMember] = [:]
+        for member in members {
+            guard seen.insert(member.key).inserted else {
+                return .failure(WireError(.invalidEvent, "duplicate_attribute", attribute: member.key,
+                                          "attribute '\(member.key)' appears more than once"))
+            }
+            attributes[member.key] = member
+        }
+        for member in members {
+            if let problem = check(member) { return .failure(problem) }
+        }
+        guard let typeMember = attributes["type"] else {
+            return .failure(WireError(.invalidEvent, "missing_type", attribute: "type", "missing required attribute 'type'"))
+        }
+        let type = typeMember.string ?? ""
+        if type.isEmpty {
+            return .failure(WireError(.invalidEvent, "missing_type", attribute: "type", "attribute 'type' must not be empty"))
+        }
+        if let spec = attributes["specversion"], spec.string != "1.0" {
+            return .failure(WireError(.invalidEvent, "bad_specversion", attribute: "specversion",
+                                      "attribute 'specversion' must be \"1.0\", got \"\(Self.clip(spec.string ?? ""))\""))
+        }
+        for name in ["id", "source"] {
+            if let member = attributes[name], member.string?.isEmpty == true {
+                return .failure(WireError(.invalidEvent, "empty_attribute", attribute: name,
+                                          "attribute '\(name)' must not be empty (leave it out to get a default)"))
+            }
+        }
+        if attributes["data"] != nil && attributes["data_base64"] != nil {
+            return .failure(WireError(.invalidEvent, "data_conflict", attribute: "data_base64",
+                                      "attributes 'data' and 'data_base64' must not both be present"))
+        }
+        if let base64 = attributes["data_base64"]?.string, !Self.isBase64(base64) {
+            return .failure(WireError(.invalidEvent, "bad_base64", attribute: "data_base64",
+                                      "attribute 'data_base64' is not valid base64"))
+        }
+        if let time = attributes["time"]?.string, Timestamp.parse(time) == nil {
+            return .failure(WireError(.invalidEvent, "bad_time", attribute: "time",
+                                      "attribute 'time' must be an RFC 3339 date-time like 2026-11-23T04:30:00Z, got \"\(Self.clip(time))\""))
+        }
+
+        // Defaults, spliced in at the front of the producer's own bytes.
+        var injected = JSONWriter(capacity: 128)
+        let id = attributes["id"]?.string ?? ids.next(nowMicros: nowMicros)
+        let source = attributes["source"]?.string ?? producer.defaultSource
+        let time = attributes["time"]?.string ?? Timestamp.format(micros: nowMicros)
+        if attributes["specversion"] == nil { injected.key("specversion"); injected.string("1.0") }
+        if attributes["id"] == nil { injected.key("id"); injected.string(id) }
+        if attributes["source"] == nil { injected.key("source"); injected.string(source) }
+        if attributes["time"] == nil { injected.key("time"); injected.string(time) }
+        let json = Self.splice(injected.bytes, into: line)
+        return .success(NewEvent(
+            id: id, source: source, type: type, subject: attributes["subject"]?.string, time: time,
+            json: json, producer: producer, receivedAtMicros: nowMicros))
+    }
+
+    /// The check for one member: its JSON type, or its name if it is an extension.
+    private func check(_ member: JSONMember) -> WireError? {
+        let name = member.key
+        if name == "data" { return nil }
+        if Self.stringAttributes.contains(name) {
+            guard member.kind == .string else {
+                return WireError(.invalidEvent, "wrong_type", attribute: name,
+                                 "attribute '\(name)' must be a string, got \(member.kind.rawValue)")
+            }
+            return nil
+        }
+        guard Self.isExtensionName(name) else {
+            return WireError(.invalidEvent, "bad_extension_name", attribute: name,
+                             "extension attribute name '\(Self.clip(name))' must be 1 to 20 characters of a-z and 0-9")
+        }
+        switch member.kind {
+        case .string, .number, .boolean: return nil
+        default:
+            return WireError(.invalidEvent, "wrong_type", attribute: name,
+                             "extension attribute '\(name)' must be a string, number or boolean, got \(member.kind.rawValue)")
+        }
+    }
+
+    static func isExtensionName(_ name: String) -> Bool {
+        let utf8 = name.utf8
+        guard !utf8.isEmpty && utf8.count <= 20 else { return false }
+        return utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) }
+    }
+
+    static func isBase64(_ text: String) -> Bool {
+        var count = 0
+        var padding = 0
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                if padding > 0 { return false }
+            case UInt8(ascii: "="):
+                padding += 1
+                if padding > 2 { return false }
+            default:
+                return false
+            }
+            count += 1
+        }
+        return count % 4 == 0
+    }
+
+    /// Values quoted in messages are cut short, so a message never carries a payload.
+    public static func clipped(_ text: String) -> String { clip(text) }
+
+    static func clip(_ text: String) -> String {
+        text.count <= 40 ? text : String(text.prefix(40)) + "…"
+    }
+
+    /// `{` + injected members + `,` + the rest of the producer's object, with
+    /// surrounding whitespace trimmed. With nothing to inject the bytes are kept.
+    static func splice(_ injected: [UInt8], into line: [UInt8]) -> [UInt8] {
+        var start = 0
+        var end = line.count
+        while start < end, isSpace(line[start]) { start += 1 }
+        while end > start, isSpace(line[end - 1]) { end -= 1 }
+        if injected.isEmpty {
+            return start == 0 && end == line.count ? line : Array(line[start..<end])
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(end - start + injected.count + 1)
+        out.append(UInt8(ascii: "{"))
+        out.append(contentsOf: injected)
+        // Members follow the brace (the validator guarantees at least `type`).
+        out.append(UInt8(ascii: ","))
+        out.append(contentsOf: line[(start + 1)..<end])
+        return out
+    }
+
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
+    }
+}

@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An exclusive advisory lock on `<path>.lock`, held for the life of a process
+/// that owns a database or a socket, so a second broker refuses to start.
+///
+/// The descriptor is close-on-exec, so subscriber processes never hold it, and
+/// the kernel drops the lock when the process dies however it dies.
+public final class LockFile: Sendable {
+    public let path: String
+    private let descriptor: Int32
+
+    /// Takes the lock or throws `.locked` naming the pid written by the holder.
+    public init(path: String, purpose: String) throws(StoreError) {
+        self.path = path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw StoreError(.other, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let count = pread(fd, &buffer, 31, 0)
+            close(fd)
+            let pid = count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self).trimmingSpaces : "?"
+            throw StoreError(.locked, "\(purpose) is in use by another hookbusd (pid \(pid)); lock file \(path)")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+        descriptor = fd
+    }
+
+    deinit {
+        close(descriptor)
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        String(self.filter { !$0.isWhitespace })
+    }
+}

@@ -1,0 +1,44 @@
+/// Reply lines, written as bytes. Each ends with `\n`.
+public enum Reply {
+    public static func published(_ outcome: AppendOutcome, into out: inout JSONWriter) {
+        out.beginObject()
+        out.key("ok"); out.bool(true)
+        switch outcome {
+        case .stored(let seq, let id):
+            out.key("seq"); out.int(seq)
+            out.key("id"); out.string(id)
+        case .duplicate(let seq, let id):
+            out.key("seq"); out.int(seq)
+            out.key("id"); out.string(id)
+            out.key("duplicate"); out.bool(true)
+        }
+        out.endObject()
+        out.newline()
+    }
+
+    public static func error(_ error: WireError, into out: inout JSONWriter) {
+        out.beginObject()
+        out.key("ok"); out.bool(false)
+        out.key("error")
+        out.beginObject()
+        out.key("code"); out.string(error.code.rawValue)
+        out.key("reason"); out.string(error.reason)
+        if let attribute = error.attribute {
+            out.key("attribute"); out.string(attribute)
+        }
+        out.key("message"); out.string(error.message)
+        out.endObject()
+        out.endObject()
+        out.newline()
+    }
+
+    /// `{"ok":true,"op":"<op>", ...members written by body}` and a newline.
+    public static func ok(op: String, into out: inout JSONWriter, _ body: (inout JSONWriter) -> Void = { _ in }) {
+        out.beginObject()
+        out.key("ok"); out.bool(true)
+        out.key("op"); out.string(op)
+        body(&out)
+        out.endObject()
+        out.newline()
+    }
+}

@@ -1,0 +1,32 @@
+import HookbusCore
+import Logging
+import ServiceLifecycle
+
+/// Owns the database for the life of the broker. Started first, so it stops
+/// last: by the time it closes the store, the listener has answered everything.
+public final class StorageService: Service {
+    public let store: Store
+    public let committer: Committer
+    private let logger: Logger
+    /// Held until the broker stops (the socket's lock file, say).
+    private let locks: [LockFile]
+
+    public init(store: Store, committer: Committer, locks: [LockFile] = [], logger: Logger) {
+        self.store = store
+        self.locks = locks
+        self.committer = committer
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        // Wait for shutdown; cancellation (a failing sibling) ends the wait too.
+        try? await gracefulShutdown()
+        await committer.close()
+        do {
+            try store.close()
+            logger.info("database closed", metadata: ["hookbus.database": "\(store.path)"])
+        } catch {
+            logger.error("closing the database failed", metadata: ["hookbus.error": "\(error)"])
+        }
+    }
+}
