@@ -1,0 +1,45 @@
+import HookbusCore
+
+/// Publishes many lines over one connection with up to `window` unanswered, as
+/// `hookbus publish` does with NDJSON on stdin. Replies come back in order.
+public struct Publisher {
+    public let client: SocketClient
+    public let window: Int
+
+    public init(client: SocketClient, window: Int = 64) {
+        self.client = client
+        self.window = max(1, window)
+    }
+
+    /// True for lines the broker ignores (and so does not answer).
+    public static func isBlank(_ line: some StringProtocol) -> Bool {
+        line.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+    }
+
+    /// Sends every non-blank line of `lines`, calling `onReply` with each line and
+    /// its reply, in order. Throws if the broker goes away before answering all.
+    public func publish(_ lines: some Sequence<String>, onReply: (String, String) throws -> Void) throws {
+        var waiting: [String] = []
+        var next = 0
+        func collect(downTo limit: Int) throws {
+            while waiting.count - next > limit {
+                guard let reply = try client.readLine() else {
+                    throw SocketClient.Failure(description:
+                        "hookbusd at \(client.path) closed the connection with \(waiting.count - next) line(s) unanswered")
+                }
+                try onReply(waiting[next], reply)
+                next += 1
+            }
+            if next > 1024 {
+                waiting.removeFirst(next)
+                next = 0
+            }
+        }
+        for line in lines where !Self.isBlank(line) {
+            try client.send(line: line)
+            waiting.append(line)
+            try collect(downTo: window - 1)
+        }
+        try collect(downTo: 0)
+    }
+}

@@ -1,0 +1,119 @@
+import HookbusCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking client for the broker's socket: write lines, read reply lines.
+///
+/// Used by the `hookbus` command line and by the tests; plain POSIX calls, no
+/// event loop, because every use is one conversation at a time.
+public final class SocketClient {
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    public let path: String
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    /// Connects to the broker at `path`, or throws a message naming the socket.
+    public init(path: String) throws(Failure) {
+        self.path = path
+        guard path.utf8.count < 108 else {
+            throw Failure(description: "socket path \(path) is too long for a Unix socket (108 bytes at most)")
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "cannot create a socket: \(Self.errorText())") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else {
+            let text = Self.errorText()
+            close(fd)
+            throw Failure(description: "cannot connect to hookbusd at \(path): \(text) (is hookbusd running? pass --socket)")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Writes `bytes` completely.
+    public func write(_ bytes: [UInt8]) throws(Failure) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { raw in
+                Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "writing to \(path) failed: \(Self.errorText())")
+            }
+            offset += written
+        }
+    }
+
+    /// Writes one line; a `\n` is added.
+    public func send(line: String) throws(Failure) {
+        try write(Array(line.utf8) + [0x0A])
+    }
+
+    /// Reads the next line without its `\n`; nil at end of stream.
+    public func readLine() throws(Failure) -> String? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+                let line = String(decoding: buffer[start..<newline], as: UTF8.self)
+                start = newline + 1
+                if start > 65536 {
+                    buffer.removeFirst(start)
+                    start = 0
+                }
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "reading from \(path) failed: \(Self.errorText())")
+            }
+            if count == 0 {
+                if start < buffer.count {
+                    let line = String(decoding: buffer[start...], as: UTF8.self)
+                    buffer.removeAll()
+                    start = 0
+                    return line
+                }
+                return nil
+            }
+            buffer.append(contentsOf: chunk[0..<count])
+        }
+    }
+
+    /// Closes the writing side: the broker sees the end of input, answers what it read.
+    public func finishWriting() {
+        shutdown(fd, Int32(SHUT_WR))
+    }
+
+    /// Sends one line and returns the reply line.
+    public func request(_ line: String) throws(Failure) -> String {
+        try send(line: line)
+        guard let reply = try readLine() else {
+            throw Failure(description: "hookbusd at \(path) closed the connection without replying")
+        }
+        return reply
+    }
+
+    /// The descriptor, for poll(2) in callers that wait with a deadline.
+    public var descriptor: Int32 { fd }
+
+    static func errorText() -> String { String(cString: strerror(errno)) }
+}

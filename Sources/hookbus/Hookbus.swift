@@ -1,0 +1,64 @@
+import ArgumentParser
+import HookbusClient
+import HookbusCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Hookbus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hookbus",
+        abstract: "Talk to a hookbus broker.",
+        subcommands: [Publish.self, Ping.self]
+    )
+}
+
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "The broker's socket (default $HOOKBUS_SOCKET or ./hookbus.sock).")
+    var socket: String?
+
+    var path: String {
+        if let socket { return socket }
+        if let env = getenv("HOOKBUS_SOCKET") { return String(cString: env) }
+        return "./hookbus.sock"
+    }
+
+    func connect() throws -> SocketClient {
+        do {
+            return try SocketClient(path: path)
+        } catch {
+            throw CLIError(message: error.description, code: 69)  // EX_UNAVAILABLE
+        }
+    }
+}
+
+/// An error the CLI reports as `hookbus: <message>` with its own exit status.
+struct CLIError: Error, CustomStringConvertible {
+    var message: String
+    var code: Int32
+    var description: String { message }
+}
+
+func runReporting(_ body: () throws -> Int32) -> Never {
+    do {
+        exit(try body())
+    } catch let error as CLIError {
+        writeError("hookbus: \(error.message)")
+        exit(error.code)
+    } catch {
+        writeError("hookbus: \(error)")
+        exit(1)
+    }
+}
+
+func writeError(_ text: String) {
+    let bytes = Array((text + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+func writeOut(_ text: String) {
+    let bytes = Array((text + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+}
