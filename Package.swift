@@ -38,6 +38,7 @@ let package = Package(
             name: "HookbusServer",
             dependencies: [
                 "HookbusCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -69,7 +70,10 @@ let package = Package(
         .testTarget(name: "HookbusCoreTests", dependencies: ["HookbusCore"], swiftSettings: strict),
         .testTarget(
             name: "HookbusIntegrationTests",
-            dependencies: ["HookbusClient", "HookbusCore", "hookbusd", "hookbus"],
+            dependencies: [
+                "HookbusClient", "HookbusCore", "hookbusd", "hookbus",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strict
         ),
     ]

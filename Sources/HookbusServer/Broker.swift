@@ -2,14 +2,21 @@ import HookbusCore
 import Logging
 import ServiceLifecycle
 
-/// Assembles the broker's services from a config: storage first, the listener
-/// last, so graceful shutdown stops the listener first and the storage last.
+/// Assembles the broker's services from a config: storage first, then
+/// dispatch, the listener last, so graceful shutdown stops the listener first
+/// (answering what it read), then dispatch (finishing what is in flight), and
+/// closes the storage last.
 public struct Broker {
     public let config: BrokerConfig
+    public let hooks: HookRegistry
     public let logger: Logger
 
-    public init(config: BrokerConfig, logger: Logger) {
+    /// - Parameter hooks: the in-process hooks that config subscribers may name
+    ///   (`hook = "..."`); the built-in ones by default. Register your own with
+    ///   `HookRegistry.register(_:)`.
+    public init(config: BrokerConfig, hooks: HookRegistry = .builtIn, logger: Logger) {
         self.config = config
+        self.hooks = hooks
         self.logger = logger
     }
 
@@ -19,15 +26,27 @@ public struct Broker {
         let store = try Store(path: config.databasePath, durability: config.durability)
         let socketLock = try LockFile(path: config.socketPath + ".lock", purpose: "socket \(config.socketPath)")
         try SocketFile.prepare(config.socketPath)
-        let committer = Committer(store: store, logger: logger)
+        let signal = SeqSignal()
+        let limit = config.limits.maxOutboxBytes
+        let committer = Committer(store: store, logger: logger, admission: { db in
+            guard limit > 0 else { return nil }
+            let used = try Store.usedBytes(db)
+            guard used >= limit else { return nil }
+            return "the database holds \(used) bytes, at its limit max_outbox_bytes = \(limit); "
+                + "nothing was stored: publish again once dispatch and retention have made room"
+        }, onCommit: { signal.publish($0) })
         let storage = StorageService(store: store, committer: committer, locks: [socketLock], logger: logger)
-        let listener = Listener(config: config, committer: committer, logger: logger, onReady: onReady)
+        let dispatcher = try Dispatcher(config: config, store: store, committer: committer, signal: signal,
+                                        hooks: hooks, logger: logger)
+        let commands = CommandRouter(store: store, dispatcher: dispatcher, signal: signal)
+        let listener = Listener(config: config, committer: committer, commands: commands, logger: logger, onReady: onReady)
         logger.info("database open", metadata: [
             "hookbus.database": "\(config.databasePath)", "hookbus.durability": "\(config.durability.rawValue)",
         ])
         return ServiceGroup(configuration: .init(
             services: [
                 .init(service: storage),
+                .init(service: dispatcher),
                 .init(service: listener),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

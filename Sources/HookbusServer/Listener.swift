@@ -27,14 +27,14 @@ public final class Listener: Service {
     static let drainTimeout: TimeAmount = .seconds(5)
 
     public init(
-        config: BrokerConfig, committer: Committer, logger: Logger,
+        config: BrokerConfig, committer: Committer, commands: CommandRouter, logger: Logger,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onReady: @escaping @Sendable () -> Void = {}
     ) {
         self.config = config
         self.committer = committer
         self.decoder = RequestDecoder()
-        self.commands = CommandRouter()
+        self.commands = commands
         self.logger = logger
         self.group = group
         self.onReady = onReady

@@ -29,10 +29,12 @@ struct Hookbusd: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
+        // A subscriber that exits early must not kill the broker when it writes to its stdin.
+        signal(SIGPIPE, SIG_IGN)
         var settings = BrokerConfig()
         if let file = config {
             do {
-                settings = try ConfigLoader(knownHooks: []).load(file: file)
+                settings = try ConfigLoader(knownHooks: HookRegistry.builtIn.names).load(file: file)
             } catch {
                 fail("configuration error: \(error)", code: 78)  // EX_CONFIG
             }

@@ -1,4 +1,7 @@
 import TOMLKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads a TOML config file into a `BrokerConfig`. Every unknown key, wrong
 /// type, bad value, duplicate subscriber name and unknown hook is an error that
@@ -42,7 +45,12 @@ public struct ConfigLoader {
             }
             config.socketMode = mode
         }
-        config.socketGroup = try reader.string("socket_group")
+        if let group = try reader.string("socket_group") {
+            guard gid_t(group) != nil || getgrnam(group) != nil else {
+                throw reader.error("socket_group", "\"\(group)\" is not a known group name or number")
+            }
+            config.socketGroup = group
+        }
         if let value = try reader.string("durability") {
             guard let durability = Durability(rawValue: value) else {
                 throw reader.error("durability", "must be \"full\" or \"normal\", got \"\(value)\"")
@@ -144,7 +152,9 @@ public struct ConfigLoader {
             }
             kind = .hook(hookName)
         }
-        guard let typeTexts = try reader.stringList("types"), !typeTexts.isEmpty else {
+        let typeTexts = try reader.stringList("types") ?? []
+        // A hook may leave `types` out and get the ones it declares.
+        if typeTexts.isEmpty && (hook == nil || reader.has("types")) {
             throw reader.error("types", "give at least one type filter, e.g. [\"client.*\"] or [\"*\"]")
         }
         var types: [TypeFilter] = []
@@ -186,6 +196,8 @@ struct TableReader {
         self.file = file
         self.path = path
     }
+
+    func has(_ key: String) -> Bool { table[key] != nil }
 
     func error(_ key: String, _ reason: String) -> ConfigError {
         ConfigError(file: file, key: path + key, reason: reason)

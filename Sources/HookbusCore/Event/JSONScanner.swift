@@ -185,6 +185,11 @@ private struct Cursor {
             var opened = false
             switch byte {
             case UInt8(ascii: "{"), UInt8(ascii: "["):
+                // The root object is level 1; a container opened here is one deeper
+                // than the ones around it, empty or not.
+                if stack.count + baseDepth + 1 > JSONScanner.maxDepth {
+                    throw error("nesting deeper than \(JSONScanner.maxDepth) levels")
+                }
                 index += 1
                 skipWhitespace()
                 let close = byte == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
@@ -192,9 +197,6 @@ private struct Cursor {
                     index += 1
                 } else {
                     stack.append(byte)
-                    if stack.count + baseDepth >= JSONScanner.maxDepth {
-                        throw error("nesting deeper than \(JSONScanner.maxDepth) levels")
-                    }
                     if byte == UInt8(ascii: "{") { try memberName() }
                     opened = true
                 }

@@ -18,6 +18,7 @@ public final class Committer: Sendable {
 
     private struct Submission {
         var events: [NewEvent]
+        var ops: [LedgerOp] = []
         var continuation: CheckedContinuation<Outcome, Never>
     }
 
@@ -54,10 +55,21 @@ public final class Committer: Sendable {
     /// as `unavailable` and nothing of the batch is stored.
     public func commit(_ events: [NewEvent]) async -> Outcome {
         if events.isEmpty { return .success([]) }
-        return await withCheckedContinuation { continuation in
+        return await submit(events: events, ops: [])
+    }
+
+    /// Writes delivery-state changes in the next group transaction, beside the
+    /// events, and returns once they are committed.
+    public func record(_ ops: [LedgerOp]) async -> Result<Void, WireError> {
+        if ops.isEmpty { return .success(()) }
+        return await submit(events: [], ops: ops).map { _ in () }
+    }
+
+    private func submit(events: [NewEvent], ops: [LedgerOp]) async -> Outcome {
+        await withCheckedContinuation { continuation in
             let start = state.withLock { state -> Bool? in
                 if state.closed { return nil }
-                state.pending.append(Submission(events: events, continuation: continuation))
+                state.pending.append(Submission(events: events, ops: ops, continuation: continuation))
                 if state.writing { return false }
                 state.writing = true
                 return true
@@ -103,36 +115,40 @@ public final class Committer: Sendable {
 
     private func write(_ group: [Submission]) {
         var lastSeq: Int64 = 0
-        let result: Result<[[AppendOutcome]], WireError>
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(group.count)
         do {
-            result = try store.pool.write { db -> Result<[[AppendOutcome]], WireError> in
-                if let refusal = try admission(db) {
-                    return .failure(WireError(.unavailable, "outbox_full", refusal))
-                }
-                var outcomes: [[AppendOutcome]] = []
-                outcomes.reserveCapacity(group.count)
+            try store.pool.write { db in
+                outcomes.removeAll(keepingCapacity: true)
+                lastSeq = 0
+                let hasEvents = group.contains { !$0.events.isEmpty }
+                let refusal = hasEvents ? try admission(db) : nil
+                let now = Timestamp.nowMicros()
                 for submission in group {
-                    outcomes.append(try Store.append(submission.events, in: db))
+                    if !submission.ops.isEmpty {
+                        try Store.apply(submission.ops, in: db, nowMicros: now)
+                        outcomes.append(.success([]))
+                    } else if let refusal {
+                        outcomes.append(.failure(WireError(.unavailable, "outbox_full", refusal)))
+                    } else {
+                        let stored = try Store.append(submission.events, in: db)
+                        for case .stored(let seq, _) in stored { lastSeq = max(lastSeq, seq) }
+                        outcomes.append(.success(stored))
+                    }
                 }
-                lastSeq = db.lastInsertedRowID
-                return .success(outcomes)
             }
         } catch {
             let failure = StoreError.from(error, path: store.path)
             logger.error("commit failed; answering unavailable", metadata: [
                 "hookbus.error": "\(failure.message)", "hookbus.events": "\(group.reduce(0) { $0 + $1.events.count })",
             ])
-            result = .failure(WireError(.unavailable, "storage_failed",
-                                        "the event was not stored: \(failure.message); retry later"))
+            let refusal = WireError(.unavailable, "storage_failed", "the event was not stored: \(failure.message); retry later")
+            for submission in group { submission.continuation.resume(returning: .failure(refusal)) }
+            return
         }
-        switch result {
-        case .success(let outcomes):
-            if lastSeq > 0 { onCommit(lastSeq) }
-            for (submission, outcome) in zip(group, outcomes) {
-                submission.continuation.resume(returning: .success(outcome))
-            }
-        case .failure(let error):
-            for submission in group { submission.continuation.resume(returning: .failure(error)) }
+        if lastSeq > 0 { onCommit(lastSeq) }
+        for (submission, outcome) in zip(group, outcomes) {
+            submission.continuation.resume(returning: outcome)
         }
     }
 }

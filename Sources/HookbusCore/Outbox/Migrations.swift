@@ -24,6 +24,48 @@ enum Migrations {
                 );
                 """)
         }
+        migrator.registerMigration("v2-delivery") { db in
+            try db.execute(sql: """
+                CREATE TABLE subscriber_cursors (
+                    subscriber TEXT PRIMARY KEY,
+                    cursor INTEGER NOT NULL,                -- every matching seq <= cursor is settled
+                    updated_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE retries (
+                    subscriber TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    attempt INTEGER NOT NULL,               -- attempts made so far
+                    next_attempt_at INTEGER NOT NULL,       -- microseconds since the epoch
+                    last_error TEXT,
+                    errors TEXT NOT NULL DEFAULT '[]',      -- JSON: every attempt's error
+                    first_failed_at INTEGER,
+                    replay INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (subscriber, seq)
+                ) WITHOUT ROWID;
+                CREATE TABLE dead_letters (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    subscriber TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    event_id TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    event TEXT NOT NULL,                    -- a copy: dead letters never pin the outbox
+                    attempts INTEGER NOT NULL,
+                    errors TEXT NOT NULL,                   -- JSON: every attempt's error
+                    last_error TEXT NOT NULL,
+                    reason TEXT NOT NULL CHECK (reason IN ('max_attempts', 'rejected')),
+                    first_failed_at INTEGER NOT NULL,
+                    last_failed_at INTEGER NOT NULL,
+                    replay INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX dead_letters_by_subscriber ON dead_letters (subscriber, seq);
+                CREATE TABLE hook_state (
+                    hook TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    value TEXT NOT NULL,
+                    PRIMARY KEY (hook, key)
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }()
 

@@ -74,6 +74,12 @@ public struct LineFramer: Sendable {
     public mutating func finish(into frames: inout [Frame]) {
         defer { dropPartial(); skipping = false }
         guard !skipping, !partial.isEmpty else { return }
+        var length = partial.count
+        if partial.last == UInt8(ascii: "\r") { length -= 1 }
+        guard length <= maxLineBytes else {
+            frames.append(.tooLarge(limit: maxLineBytes))
+            return
+        }
         let line = partial
         line.withUnsafeBytes { emit($0, into: &frames) }
     }

@@ -1,0 +1,45 @@
+/// One event handed to one subscriber, for one attempt.
+public struct Delivery: Sendable {
+    public var subscriber: String
+    public var event: StoredEvent
+    /// 1 for the first try.
+    public var attempt: Int
+    /// True when an operator replayed or retried it from the dead letters.
+    public var replay: Bool
+
+    public init(subscriber: String, event: StoredEvent, attempt: Int, replay: Bool) {
+        self.subscriber = subscriber
+        self.event = event
+        self.attempt = attempt
+        self.replay = replay
+    }
+
+    public var seq: Int64 { event.seq }
+}
+
+/// How one attempt ended.
+public enum AttemptResult: Sendable, Equatable {
+    case delivered
+    /// Try again later (error, timeout, crash, exit 75 ...), until attempts run out.
+    case failed(String)
+    /// The subscriber refused the event for good (exit 65, `"retry":false`): dead-letter it now.
+    case rejected(String)
+}
+
+/// A change to the delivery state, written in the same group transactions as
+/// the events (see `Committer.record`).
+public enum LedgerOp: Sendable, Equatable {
+    /// Every matching seq up to `seq` is settled for `subscriber`.
+    case advanceCursor(subscriber: String, seq: Int64)
+    /// Attempt `attempt` failed with `error`; try again at `nextAttemptAt` (µs).
+    case scheduleRetry(subscriber: String, seq: Int64, attempt: Int, nextAttemptAt: Int64, error: String, replay: Bool)
+    /// A delivery that was retrying (or replayed) has been delivered.
+    case clearRetry(subscriber: String, seq: Int64)
+    /// Give up: move the delivery to the dead letters with a copy of the event.
+    case deadLetter(subscriber: String, seq: Int64, attempts: Int, error: String, reason: DeadLetterReason, replay: Bool)
+}
+
+public enum DeadLetterReason: String, Sendable, Equatable {
+    case maxAttempts = "max_attempts"
+    case rejected
+}

@@ -1,0 +1,114 @@
+import GRDB
+
+/// A scheduled re-attempt, as stored in `retries`.
+public struct RetryRow: Sendable, Equatable {
+    public var seq: Int64
+    public var attempt: Int
+    public var nextAttemptAt: Int64
+    public var lastError: String?
+    public var replay: Bool
+
+    public init(seq: Int64, attempt: Int, nextAttemptAt: Int64, lastError: String?, replay: Bool) {
+        self.seq = seq
+        self.attempt = attempt
+        self.nextAttemptAt = nextAttemptAt
+        self.lastError = lastError
+        self.replay = replay
+    }
+}
+
+extension Store {
+    /// Applies delivery-state changes inside the caller's transaction, in order.
+    public static func apply(_ ops: [LedgerOp], in db: Database, nowMicros: Int64) throws {
+        for op in ops {
+            switch op {
+            case .advanceCursor(let subscriber, let seq):
+                try db.execute(sql: """
+                    INSERT INTO subscriber_cursors (subscriber, cursor, updated_at) VALUES (?, ?, ?)
+                    ON CONFLICT (subscriber) DO UPDATE SET cursor = max(cursor, excluded.cursor), updated_at = excluded.updated_at
+                    """, arguments: [subscriber, seq, nowMicros])
+            case .scheduleRetry(let subscriber, let seq, let attempt, let next, let error, let replay):
+                let entry = Self.errorEntry(attempt: attempt, error: error, at: nowMicros)
+                try db.execute(sql: """
+                    INSERT INTO retries (subscriber, seq, attempt, next_attempt_at, last_error, errors, first_failed_at, replay)
+                    VALUES (?, ?, ?, ?, ?, json_array(json(?)), ?, ?)
+                    ON CONFLICT (subscriber, seq) DO UPDATE SET
+                        attempt = excluded.attempt, next_attempt_at = excluded.next_attempt_at,
+                        last_error = excluded.last_error,
+                        errors = json_insert(errors, '$[#]', json(?)),
+                        first_failed_at = coalesce(first_failed_at, excluded.first_failed_at)
+                    """, arguments: [subscriber, seq, attempt, next, error, entry, nowMicros, replay, entry])
+            case .clearRetry(let subscriber, let seq):
+                try db.execute(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ?", arguments: [subscriber, seq])
+            case .deadLetter(let subscriber, let seq, let attempts, let error, let reason, let replay):
+                let entry = Self.errorEntry(attempt: attempts, error: error, at: nowMicros)
+                try db.execute(sql: """
+                    INSERT INTO dead_letters (subscriber, seq, event_id, event_type, event, attempts, errors, last_error,
+                                              reason, first_failed_at, last_failed_at, replay)
+                    SELECT ?, o.seq, o.id, o.type, o.event, ?,
+                           json_insert(coalesce(r.errors, '[]'), '$[#]', json(?)), ?, ?,
+                           coalesce(r.first_failed_at, ?), ?, ?
+                    FROM outbox o LEFT JOIN retries r ON r.subscriber = ? AND r.seq = o.seq
+                    WHERE o.seq = ?
+                    """, arguments: [subscriber, attempts, entry, error, reason.rawValue, nowMicros, nowMicros, replay,
+                                     subscriber, seq])
+                try db.execute(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ?", arguments: [subscriber, seq])
+            }
+        }
+    }
+
+    static func errorEntry(attempt: Int, error: String, at micros: Int64) -> String {
+        var out = JSONWriter()
+        out.beginObject()
+        out.key("attempt"); out.int(attempt)
+        out.key("at"); out.string(Timestamp.format(micros: micros))
+        out.key("error"); out.string(error)
+        out.endObject()
+        return String(decoding: out.bytes, as: UTF8.self)
+    }
+
+    /// The subscriber's cursor, creating it at `initial` if the subscriber is new.
+    public func cursor(for subscriber: String, initial: Int64) throws -> Int64 {
+        try pool.write { db in
+            if let cursor = try Int64.fetchOne(db, sql: "SELECT cursor FROM subscriber_cursors WHERE subscriber = ?",
+                                               arguments: [subscriber]) {
+                return cursor
+            }
+            try db.execute(sql: "INSERT INTO subscriber_cursors (subscriber, cursor, updated_at) VALUES (?, ?, ?)",
+                           arguments: [subscriber, initial, Timestamp.nowMicros()])
+            return initial
+        }
+    }
+
+    /// Scheduled re-attempts of `subscriber`, earliest first.
+    public func retries(for subscriber: String, limit: Int = 10_000) throws -> [RetryRow] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT seq, attempt, next_attempt_at, last_error, replay FROM retries
+                WHERE subscriber = ? ORDER BY next_attempt_at, seq LIMIT ?
+                """, arguments: [subscriber, limit]).map {
+                RetryRow(seq: $0["seq"], attempt: $0["attempt"], nextAttemptAt: $0["next_attempt_at"],
+                         lastError: $0["last_error"], replay: ($0["replay"] as Int64) != 0)
+            }
+        }
+    }
+
+    /// Events after `seq`, in order, at most `limit`: the subscriber filters them.
+    public func events(after seq: Int64, limit: Int) throws -> [StoredEvent] {
+        try events(in: (seq + 1)...Int64.max, limit: limit)
+    }
+
+    /// One stored event, if it is still in the outbox.
+    public func event(seq: Int64) throws -> StoredEvent? {
+        try events(in: seq...seq, limit: 1).first
+    }
+}
+
+extension Store {
+    /// Dead letters held for `subscriber`.
+    public func deadLetterCount(for subscriber: String) throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letters WHERE subscriber = ?", arguments: [subscriber]) ?? 0
+        }
+    }
+}

@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Replaces a file so readers see either the old or the new content, never a
+/// mix, even across a crash: temp file in the same directory, fsync, rename,
+/// fsync of the directory.
+public enum AtomicFile {
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws(Failure) {
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let temp = "\(path).tmp.\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw failure("cannot create \(temp)") }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                let problem = failure("cannot write \(temp)")
+                close(fd)
+                unlink(temp)
+                throw problem
+            }
+            offset += written
+        }
+        guard fsync(fd) == 0 else {
+            let problem = failure("cannot fsync \(temp)")
+            close(fd)
+            unlink(temp)
+            throw problem
+        }
+        close(fd)
+        guard rename(temp, path) == 0 else {
+            let problem = failure("cannot rename \(temp) to \(path)")
+            unlink(temp)
+            throw problem
+        }
+        let dirfd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirfd >= 0 {
+            _ = fsync(dirfd)
+            close(dirfd)
+        }
+    }
+
+    private static func failure(_ what: String) -> Failure {
+        Failure(description: "\(what): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,142 @@
+import HookbusCore
+import Logging
+import Subprocess
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a command once per delivery, as protocol/DELIVERY.md "exec" describes:
+/// the event JSON on stdin, `HOOKBUS_*` in a clean environment, exit 0 =
+/// delivered, 65 = rejected, anything else (75, other codes, a signal, the
+/// timeout) = retry. The child leads a process group of its own; on timeout the
+/// whole group gets SIGTERM, then SIGKILL after `killGrace`. The last bytes of
+/// stderr are kept with the failure.
+struct ExecDeliverer: Deliverer {
+    let argv: [String]
+    let timeout: Duration
+    let environment: [String: String]
+    let logger: Logger
+    /// Time between SIGTERM and SIGKILL after a timeout.
+    static let killGrace: Duration = .seconds(2)
+    /// Bytes of stderr kept with a failure.
+    static let stderrTail = 2048
+
+    func deliver(_ delivery: Delivery) async -> AttemptResult {
+        var variables: [Environment.Key: String] = [:]
+        variables["PATH"] = ProcessInfoPath.path
+        for (key, value) in environment { variables[Environment.Key(stringLiteral: key)] = value }
+        variables["HOOKBUS_SEQ"] = "\(delivery.seq)"
+        variables["HOOKBUS_EVENT_ID"] = delivery.event.id
+        variables["HOOKBUS_EVENT_TYPE"] = delivery.event.type
+        variables["HOOKBUS_SUBSCRIBER"] = delivery.subscriber
+        variables["HOOKBUS_ATTEMPT"] = "\(delivery.attempt)"
+        if delivery.replay { variables["HOOKBUS_REPLAY"] = "1" }
+
+        let options: PlatformOptions = {
+            var options = PlatformOptions()
+            options.processGroupID = 0  // a group of its own, led by the child
+            return options
+        }()
+        let executable: Executable = argv[0].contains("/") ? .path(.init(argv[0])) : .name(argv[0])
+        let input = Array(delivery.event.json.utf8) + [0x0A]
+        let env = variables
+        let child = ChildState()
+        let command = argv.joined(separator: " ")
+
+        return await withTaskGroup(of: AttemptResult?.self) { group in
+            group.addTask {
+                do {
+                    let result = try await Subprocess.run(
+                        executable, arguments: Arguments(Array(argv.dropFirst())), environment: .custom(env),
+                        platformOptions: options, input: .inputWriter, output: .discarded, error: .sequence
+                    ) { execution in
+                        child.pid.store(execution.processIdentifier.value, ordering: .sequentiallyConsistent)
+                        return await withTaskGroup(of: [UInt8].self) { io in
+                            io.addTask {
+                                // A script that never reads stdin must not block us: errors are ignored.
+                                _ = try? await execution.standardInputWriter.write(input)
+                                try? await execution.standardInputWriter.finish()
+                                return []
+                            }
+                            io.addTask {
+                                var tail: [UInt8] = []
+                                do {
+                                    for try await chunk in execution.standardError {
+                                        chunk.withUnsafeBytes { tail.append(contentsOf: $0) }
+                                        if tail.count > Self.stderrTail * 2 { tail.removeFirst(tail.count - Self.stderrTail) }
+                                    }
+                                } catch {}
+                                return Array(tail.suffix(Self.stderrTail))
+                            }
+                            var tail: [UInt8] = []
+                            for await part in io where !part.isEmpty { tail = part }
+                            return tail
+                        }
+                    }
+                    let tail = Self.describe(result.closureResult)
+                    if child.timedOut.load(ordering: .sequentiallyConsistent) {
+                        return .failed("timed out after \(timeout.spelled); process group killed\(tail)")
+                    }
+                    switch result.terminationStatus {
+                    case .exited(0): return .delivered
+                    case .exited(65): return .rejected("exit 65 (EX_DATAERR)\(tail)")
+                    case .exited(75): return .failed("exit 75 (EX_TEMPFAIL)\(tail)")
+                    case .exited(let code): return .failed("exit \(code)\(tail)")
+                    case .signaled(let signal): return .failed("killed by signal \(signal)\(tail)")
+                    }
+                } catch {
+                    return .failed("cannot run \(command): \(error)")
+                }
+            }
+            group.addTask {
+                do {
+                    try await Task.sleep(for: timeout)
+                } catch {
+                    return nil  // the command finished first
+                }
+                let leader = child.pid.load(ordering: .sequentiallyConsistent)
+                guard leader > 0 else { return nil }
+                child.timedOut.store(true, ordering: .sequentiallyConsistent)
+                logger.warning("exec timed out; terminating its process group", metadata: [
+                    "hookbus.subscriber": "\(delivery.subscriber)", "hookbus.seq": "\(delivery.seq)", "hookbus.pid": "\(leader)",
+                ])
+                kill(-leader, SIGTERM)
+                do {
+                    try await Task.sleep(for: Self.killGrace)
+                } catch {}
+                kill(-leader, SIGKILL)
+                return nil
+            }
+            var result: AttemptResult?
+            while let next = await group.next() {
+                if let next {
+                    result = next
+                    group.cancelAll()
+                }
+            }
+            return result ?? .failed("exec \(command) ended without a result")
+        }
+    }
+
+    static func describe(_ tail: [UInt8]) -> String {
+        let text = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? "" : "; stderr: \(text)"
+    }
+}
+
+/// What the timeout task and the run task share about one child.
+final class ChildState: Sendable {
+    let pid = Atomic<Int32>(0)
+    let timedOut = Atomic<Bool>(false)
+}
+
+/// The PATH children get: the broker's own, or a safe default.
+enum ProcessInfoPath {
+    static let path: String = {
+        if let value = getenv("PATH") { return String(cString: value) }
+        return "/usr/local/bin:/usr/bin:/bin"
+    }()
+}
+
+import Foundation

@@ -1,0 +1,55 @@
+import HookbusCore
+import Logging
+
+/// Runs an in-process hook for one delivery, under the subscriber's timeout.
+///
+/// A hook that throws fails the attempt (retried); one that throws
+/// `HookRejection` is dead-lettered at once; one that exceeds its timeout is
+/// cancelled and the attempt fails. Hooks must honour task cancellation.
+struct HookDeliverer: Deliverer {
+    let hook: any Hook
+    let hookName: String
+    let timeout: Duration
+    let store: Store
+    let config: BrokerConfig
+    let logger: Logger
+
+    func deliver(_ delivery: Delivery) async -> AttemptResult {
+        var logger = self.logger
+        logger[metadataKey: "hookbus.seq"] = "\(delivery.seq)"
+        logger[metadataKey: "hookbus.attempt"] = "\(delivery.attempt)"
+        let context = HookContext(
+            attempt: delivery.attempt, replay: delivery.replay, subscriber: delivery.subscriber, logger: logger,
+            config: config, state: HookState(hook: delivery.subscriber, store: store))
+        let hook = self.hook
+        let timeout = self.timeout
+        return await withTaskGroup(of: AttemptResult?.self) { group in
+            group.addTask {
+                do {
+                    try await hook.handle(delivery.event, context: context)
+                    return .delivered
+                } catch let rejection as HookRejection {
+                    return .rejected("hook \(delivery.subscriber) rejected the event: \(rejection.description)")
+                } catch is CancellationError {
+                    return nil
+                } catch {
+                    return .failed("hook \(delivery.subscriber) threw: \(error)")
+                }
+            }
+            group.addTask {
+                do {
+                    try await Task.sleep(for: timeout)
+                } catch {
+                    return nil
+                }
+                return .failed("hook \(delivery.subscriber) timed out after \(timeout.spelled)")
+            }
+            var result: AttemptResult?
+            while result == nil, let next = await group.next() {
+                result = next
+            }
+            group.cancelAll()
+            return result ?? .failed("hook \(delivery.subscriber) was cancelled")
+        }
+    }
+}

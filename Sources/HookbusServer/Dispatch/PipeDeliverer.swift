@@ -1,0 +1,239 @@
+import HookbusCore
+import Logging
+import Subprocess
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A long-running subscriber process fed over stdin/stdout (the pipe contract
+/// of protocol/DELIVERY.md).
+///
+/// The broker starts the command once and keeps it running: it writes one
+/// line per delivery, `{"delivery":<n>,"subscriber":"...","attempt":1,"event":{...}}`,
+/// and reads one answer per delivery, `{"delivery":<n>,"ok":true}` or
+/// `{"delivery":<n>,"ok":false,"error":"...","retry":true}`, in any order. If the
+/// process exits or writes a line that is not such an answer, every delivery in
+/// flight on it fails (and is retried) and the process is restarted with
+/// backoff. Its stderr goes to the broker's log, line by line, under its name.
+final class PipeDeliverer: Deliverer {
+    private struct State {
+        var nextID = 1
+        var waiters: [Int: CheckedContinuation<AttemptResult, Never>] = [:]
+        /// Lines waiting for a running process.
+        var queued: [(id: Int, line: [UInt8])] = []
+        /// The running process's stdin queue, and the ids written to it.
+        var writer: AsyncStream<[UInt8]>.Continuation?
+        var sent: Set<Int> = []
+    }
+
+    let name: String
+    let argv: [String]
+    let environment: [String: String]
+    let timeout: Duration
+    let logger: Logger
+    private let state = Mutex(State())
+    /// Restart delays: doubling from `restartInitial` up to `restartMax`; reset
+    /// once a process has lived for `stableAfter`.
+    static let restartInitial: Duration = .milliseconds(500)
+    static let restartMax: Duration = .seconds(30)
+    static let stableAfter: Duration = .seconds(10)
+
+    init(name: String, argv: [String], environment: [String: String], timeout: Duration, logger: Logger) {
+        self.name = name
+        self.argv = argv
+        self.environment = environment
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    func deliver(_ delivery: Delivery) async -> AttemptResult {
+        let id = state.withLock { state -> Int in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        var out = JSONWriter(capacity: delivery.event.json.utf8.count + 96)
+        out.beginObject()
+        out.key("delivery"); out.int(id)
+        out.key("subscriber"); out.string(delivery.subscriber)
+        out.key("seq"); out.int(delivery.seq)
+        out.key("attempt"); out.int(delivery.attempt)
+        if delivery.replay { out.key("replay"); out.bool(true) }
+        out.key("event"); out.raw(Array(delivery.event.json.utf8))
+        out.endObject()
+        out.newline()
+        let line = out.bytes
+        let timeout = self.timeout
+        return await withTaskGroup(of: AttemptResult?.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    self.state.withLock { state in
+                        state.waiters[id] = continuation
+                        if let writer = state.writer {
+                            state.sent.insert(id)
+                            writer.yield(line)
+                        } else {
+                            state.queued.append((id, line))
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                do {
+                    try await Task.sleep(for: timeout)
+                    self.resolve(id, .failed("pipe \(self.name) did not answer delivery \(id) within \(timeout.spelled)"))
+                } catch {
+                    self.resolve(id, .failed("delivery cancelled: the broker is stopping"))
+                }
+                return nil
+            }
+            var result: AttemptResult?
+            while let next = await group.next() {
+                if let next {
+                    result = next
+                    group.cancelAll()
+                }
+            }
+            return result ?? .failed("pipe \(name): no answer")
+        }
+    }
+
+    private func resolve(_ id: Int, _ result: AttemptResult) {
+        let waiter = state.withLock { state -> CheckedContinuation<AttemptResult, Never>? in
+            state.sent.remove(id)
+            state.queued.removeAll { $0.id == id }
+            return state.waiters.removeValue(forKey: id)
+        }
+        waiter?.resume(returning: result)
+    }
+
+    /// Keeps the process running until cancelled.
+    func run() async {
+        var delay = Self.restartInitial
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            let ending = await runOnce()
+            let lived = ContinuousClock.now - started
+            // Fail what was in flight on that process: the runner retries it.
+            let orphans = state.withLock { state -> [Int] in
+                state.writer = nil
+                defer { state.sent.removeAll() }
+                return Array(state.sent)
+            }
+            for id in orphans { resolve(id, .failed("pipe process \(name) \(ending) before answering")) }
+            if Task.isCancelled { break }
+            delay = lived >= Self.stableAfter ? Self.restartInitial : delay
+            logger.warning("pipe process ended; restarting", metadata: [
+                "hookbus.subscriber": "\(name)", "hookbus.reason": "\(ending)", "hookbus.restart_in": "\(delay.spelled)",
+            ])
+            do {
+                try await Task.sleep(for: delay)
+            } catch {
+                break
+            }
+            delay = min(delay * 2, Self.restartMax)
+        }
+        // Shutdown: nobody will answer what is still waiting.
+        let left = state.withLock { state -> [Int] in
+            state.writer = nil
+            return Array(state.waiters.keys)
+        }
+        for id in left { resolve(id, .failed("delivery cancelled: the broker is stopping")) }
+    }
+
+    /// Runs the process once; returns how it ended, for the log and for the failures.
+    private func runOnce() async -> String {
+        var env: [Environment.Key: String] = ["PATH": ProcessInfoPath.path, "HOOKBUS_SUBSCRIBER": name]
+        for (key, value) in environment { env[Environment.Key(stringLiteral: key)] = value }
+        var options = PlatformOptions()
+        options.processGroupID = 0
+        let executable: Executable = argv[0].contains("/") ? .path(.init(argv[0])) : .name(argv[0])
+        let (lines, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .unbounded)
+        let garbage = GarbageNote()
+        do {
+            let result = try await Subprocess.run(
+                executable, arguments: Arguments(Array(argv.dropFirst())), environment: .custom(env),
+                platformOptions: options, input: .inputWriter, output: .sequence, error: .sequence
+            ) { execution in
+                let pid = execution.processIdentifier.value
+                logger.info("pipe process started", metadata: ["hookbus.subscriber": "\(name)", "hookbus.pid": "\(pid)"])
+                // Hand over what waited for a process.
+                state.withLock { state in
+                    state.writer = writer
+                    for (id, line) in state.queued {
+                        state.sent.insert(id)
+                        writer.yield(line)
+                    }
+                    state.queued.removeAll()
+                }
+                await withTaskGroup(of: Void.self) { io in
+                    io.addTask {
+                        for await line in lines {
+                            do {
+                                _ = try await execution.standardInputWriter.write(line)
+                            } catch {
+                                break
+                            }
+                        }
+                        try? await execution.standardInputWriter.finish()
+                    }
+                    io.addTask {
+                        do {
+                            for try await line in execution.standardOutput.strings() where !line.isEmpty {
+                                if let problem = self.handleAnswer(line) {
+                                    garbage.note.withLock { $0 = problem }
+                                    kill(-pid, SIGKILL)
+                                    break
+                                }
+                            }
+                        } catch {}
+                        // Its stdout is gone: stop feeding it.
+                        writer.finish()
+                    }
+                    io.addTask {
+                        do {
+                            for try await line in execution.standardError.strings() where !line.isEmpty {
+                                self.logger.warning("\(line)", metadata: ["hookbus.subscriber": "\(self.name)", "hookbus.stream": "stderr"])
+                            }
+                        } catch {}
+                    }
+                }
+            }
+            if let problem = garbage.note.withLock({ $0 }) { return "wrote garbage (\(problem)) and was killed" }
+            return "exited (\(result.terminationStatus))"
+        } catch {
+            writer.finish()
+            return "could not start (\(error))"
+        }
+    }
+
+    /// Resolves the delivery an answer line names; returns a description of the
+    /// problem if the line is not a valid answer.
+    private func handleAnswer(_ line: String) -> String? {
+        let bytes = Array(line.utf8)
+        guard case .object(let members)? = try? JSONScanner.scan(bytes) else {
+            return "not a JSON object"
+        }
+        func text(_ key: String) -> String? {
+            members.first { $0.key == key }.map { String(decoding: bytes[$0.valueRange], as: UTF8.self) }
+        }
+        guard let idText = text("delivery"), let id = Int(idText) else { return "answer without a numeric 'delivery'" }
+        guard let ok = text("ok"), ok == "true" || ok == "false" else { return "answer without a boolean 'ok'" }
+        if ok == "true" {
+            resolve(id, .delivered)
+        } else {
+            let error = members.first { $0.key == "error" }?.string ?? "the subscriber answered ok:false"
+            if text("retry") == "false" {
+                resolve(id, .rejected(error))
+            } else {
+                resolve(id, .failed(error))
+            }
+        }
+        return nil
+    }
+}
+
+/// Why a pipe process was killed, shared between its reader and its supervisor.
+final class GarbageNote: Sendable {
+    let note = Mutex<String?>(nil)
+}

@@ -1,0 +1,293 @@
+import HookbusCore
+import Logging
+import Synchronization
+
+/// Delivers one subscriber's events: in `seq` order, at most `concurrency` at
+/// a time, with durable retries and dead letters.
+///
+/// The window holds deliveries in flight and retries waiting for their time,
+/// so with `concurrency = 1` a retrying delivery holds back the ones after it
+/// (strict order), and with N it occupies one of N places. The cursor moves
+/// past a `seq` only once it is delivered, dead-lettered or has a retry row, so
+/// a crash loses nothing: what was in flight is delivered again at startup.
+final class SubscriberRunner: Sendable {
+    enum Message: Sendable {
+        case wake
+        case done(seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64)
+        case tick
+        case stop
+    }
+
+    let subscriber: SubscriberConfig
+    let kind: String
+    let stats: SubscriberStats
+    private let store: Store
+    private let committer: Committer
+    private let deliverer: any Deliverer
+    private let limiter: InflightLimiter
+    private let signal: SeqSignal
+    private let logger: Logger
+    private let onDeadLetter: @Sendable (DeadLetterNotice) async -> Void
+    private let initialCursor: Int64
+    private let messages: AsyncStream<Message>
+    private let mailbox: AsyncStream<Message>.Continuation
+    private let wakePending = Atomic<Bool>(false)
+    /// Events read from the outbox at a time.
+    static let fetchBatch = 256
+
+    init(
+        subscriber: SubscriberConfig, kind: String, store: Store, committer: Committer, deliverer: any Deliverer,
+        limiter: InflightLimiter, signal: SeqSignal, logger: Logger,
+        onDeadLetter: @escaping @Sendable (DeadLetterNotice) async -> Void
+    ) throws {
+        self.subscriber = subscriber
+        self.kind = kind
+        self.store = store
+        self.committer = committer
+        self.deliverer = deliverer
+        self.limiter = limiter
+        self.signal = signal
+        var logger = logger
+        logger[metadataKey: "hookbus.subscriber"] = "\(subscriber.name)"
+        self.logger = logger
+        self.onDeadLetter = onDeadLetter
+        self.stats = SubscriberStats(name: subscriber.name, kind: kind, types: subscriber.types)
+        // A subscriber seen for the first time starts after what is stored now;
+        // `hookbus replay` hands it older events.
+        self.initialCursor = try store.cursor(for: subscriber.name, initial: try store.lastSeq())
+        (messages, mailbox) = AsyncStream<Message>.makeStream()
+        let dead = try store.deadLetterCount(for: subscriber.name)
+        stats.update {
+            $0.cursor = self.initialCursor
+            $0.dead = dead
+        }
+    }
+
+    /// Something new was committed.
+    func wake() {
+        if !wakePending.exchange(true, ordering: .sequentiallyConsistent) {
+            mailbox.yield(.wake)
+        }
+    }
+
+    /// Start nothing new; finish what is in flight, record it, return.
+    func stop() {
+        mailbox.yield(.stop)
+    }
+
+    func run() async {
+        var loop = Loop(runner: self, cursor: initialCursor)
+        do {
+            for row in try store.retries(for: subscriber.name) {
+                loop.waiting[row.seq] = row
+            }
+        } catch {
+            logger.error("cannot load retries", metadata: ["hookbus.error": "\(error)"])
+        }
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.deliverer.run() }
+            loop.fill(&group)
+            var iterator = messages.makeAsyncIterator()
+            while let message = await iterator.next() {
+                switch message {
+                case .wake:
+                    wakePending.store(false, ordering: .sequentiallyConsistent)
+                case .tick:
+                    break
+                case .stop:
+                    loop.stopping = true
+                case .done(let seq, let attempt, let wasRetry, let replay, let result, let micros):
+                    loop.finish(seq: seq, attempt: attempt, wasRetry: wasRetry, replay: replay, result: result, micros: micros,
+                                group: &group)
+                }
+                if !loop.stopping { loop.fill(&group) }
+                await loop.flush()
+                if loop.stopping && loop.inFlight == 0 { break }
+            }
+            await loop.flush()
+            group.cancelAll()
+        }
+    }
+
+    fileprivate func launch(_ delivery: Delivery, wasRetry: Bool, in group: inout DiscardingTaskGroup) {
+        let mailbox = self.mailbox
+        group.addTask {
+            await self.limiter.acquire()
+            let start = ContinuousClock.now
+            let result = await self.deliverer.deliver(delivery)
+            self.limiter.release()
+            let elapsed = ContinuousClock.now - start
+            mailbox.yield(.done(seq: delivery.seq, attempt: delivery.attempt, wasRetry: wasRetry, replay: delivery.replay,
+                                result: result, micros: elapsed.milliseconds * 1000 + Int64(elapsed.components.attoseconds / 1_000_000_000_000 % 1000)))
+        }
+    }
+
+    fileprivate func scheduleTick(at micros: Int64, in group: inout DiscardingTaskGroup) {
+        let mailbox = self.mailbox
+        let delay = max(0, micros - Timestamp.nowMicros())
+        group.addTask {
+            do {
+                try await Task.sleep(for: .microseconds(delay))
+                mailbox.yield(.tick)
+            } catch {}
+        }
+    }
+
+    /// The runner's state; lives inside `run()` only, so it needs no lock.
+    fileprivate struct Loop {
+        let runner: SubscriberRunner
+        var cursor: Int64
+        var scanned: Int64
+        var buffer: [StoredEvent] = []
+        var bufferIndex = 0
+        var firstInFlight = Set<Int64>()
+        var retryInFlight = Set<Int64>()
+        var waiting: [Int64: RetryRow] = [:]
+        var ops: [LedgerOp] = []
+        var deadLetters: [DeadLetterNotice] = []
+        var stopping = false
+
+        init(runner: SubscriberRunner, cursor: Int64) {
+            self.runner = runner
+            self.cursor = cursor
+            self.scanned = cursor
+        }
+
+        var inFlight: Int { firstInFlight.count + retryInFlight.count }
+        var occupancy: Int { inFlight + waiting.count }
+
+        mutating func fill(_ group: inout DiscardingTaskGroup) {
+            let config = runner.subscriber
+            let now = Timestamp.nowMicros()
+            // Due retries first: they are older than anything new.
+            for (seq, row) in waiting.sorted(by: { $0.key < $1.key }) where row.nextAttemptAt <= now {
+                waiting.removeValue(forKey: seq)
+                guard let event = (try? runner.store.event(seq: seq)) ?? nil else {
+                    runner.logger.warning("retry of an event no longer in the outbox dropped", metadata: ["hookbus.seq": "\(seq)"])
+                    ops.append(.clearRetry(subscriber: config.name, seq: seq))
+                    continue
+                }
+                retryInFlight.insert(seq)
+                runner.launch(Delivery(subscriber: config.name, event: event, attempt: row.attempt + 1, replay: row.replay),
+                              wasRetry: true, in: &group)
+            }
+            while occupancy < config.concurrency {
+                if bufferIndex >= buffer.count && !refill() { break }
+                let event = buffer[bufferIndex]
+                bufferIndex += 1
+                firstInFlight.insert(event.seq)
+                runner.launch(Delivery(subscriber: config.name, event: event, attempt: 1, replay: false), wasRetry: false, in: &group)
+            }
+            advanceCursor()
+            publishStats()
+        }
+
+        /// Reads the next events after `scanned`; false if there are none.
+        mutating func refill() -> Bool {
+            guard scanned < runner.signal.last || buffer.isEmpty else { return false }
+            let events: [StoredEvent]
+            do {
+                events = try runner.store.events(after: scanned, limit: SubscriberRunner.fetchBatch)
+            } catch {
+                runner.logger.error("cannot read the outbox", metadata: ["hookbus.error": "\(error)"])
+                return false
+            }
+            guard let last = events.last else { return false }
+            scanned = last.seq
+            buffer = events.filter { runner.subscriber.types.matches($0.type) }
+            bufferIndex = 0
+            return !buffer.isEmpty || refill()
+        }
+
+        mutating func finish(
+            seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64,
+            group: inout DiscardingTaskGroup
+        ) {
+            let name = runner.subscriber.name
+            firstInFlight.remove(seq)
+            retryInFlight.remove(seq)
+            let now = Timestamp.nowMicros()
+            switch result {
+            case .delivered:
+                runner.stats.recordDelivered(micros: micros)
+                if wasRetry { ops.append(.clearRetry(subscriber: name, seq: seq)) }
+                runner.logger.debug("delivered", metadata: ["hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)"])
+            case .failed(let error), .rejected(let error):
+                runner.stats.recordFailure(error, at: now)
+                var reason: DeadLetterReason?
+                if case .rejected = result { reason = .rejected }
+                if reason == nil && runner.subscriber.retry.exhausted(after: attempt) { reason = .maxAttempts }
+                if let reason {
+                    ops.append(.deadLetter(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason, replay: replay))
+                    deadLetters.append(DeadLetterNotice(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason))
+                    runner.stats.update { $0.dead += 1 }
+                    runner.logger.warning("dead-lettered", metadata: [
+                        "hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)", "hookbus.reason": "\(reason.rawValue)",
+                        "hookbus.error": "\(error)",
+                    ])
+                } else {
+                    let delay = runner.subscriber.retry.delay(afterAttempt: attempt, unit: Double.random(in: 0..<1))
+                    let next = now + delay.milliseconds * 1000
+                    ops.append(.scheduleRetry(subscriber: name, seq: seq, attempt: attempt, nextAttemptAt: next,
+                                              error: error, replay: replay))
+                    waiting[seq] = RetryRow(seq: seq, attempt: attempt, nextAttemptAt: next, lastError: error, replay: replay)
+                    runner.scheduleTick(at: next, in: &group)
+                    runner.logger.info("attempt failed; retry scheduled", metadata: [
+                        "hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)", "hookbus.retry_in": "\(delay.spelled)",
+                        "hookbus.error": "\(error)",
+                    ])
+                }
+            }
+            advanceCursor()
+            publishStats()
+        }
+
+        /// Moves the cursor up to just before the oldest first attempt not yet
+        /// settled (in flight, or read but not started).
+        mutating func advanceCursor() {
+            var limit = scanned
+            if let oldest = firstInFlight.min() { limit = min(limit, oldest - 1) }
+            if bufferIndex < buffer.count { limit = min(limit, buffer[bufferIndex].seq - 1) }
+            if limit > cursor {
+                cursor = limit
+                ops.append(.advanceCursor(subscriber: runner.subscriber.name, seq: limit))
+            }
+        }
+
+        func publishStats() {
+            let retrying = waiting.count + retryInFlight.count
+            let inFlight = self.inFlight
+            let cursor = self.cursor
+            runner.stats.update {
+                $0.retrying = retrying
+                $0.inFlight = inFlight
+                $0.cursor = cursor
+            }
+        }
+
+        /// Writes the pending state changes; on failure they are kept and
+        /// written with the next ones, so their order is never broken.
+        mutating func flush() async {
+            guard !ops.isEmpty else { return }
+            let batch = ops
+            switch await runner.committer.record(batch) {
+            case .success:
+                ops.removeFirst(batch.count)
+                let notices = deadLetters
+                deadLetters.removeAll()
+                for notice in notices { await runner.onDeadLetter(notice) }
+            case .failure(let error):
+                runner.logger.error("cannot record delivery state; will retry", metadata: ["hookbus.error": "\(error.message)"])
+            }
+        }
+    }
+}
+
+/// What the dispatcher needs to announce a dead letter on the bus.
+struct DeadLetterNotice: Sendable {
+    var subscriber: String
+    var seq: Int64
+    var attempts: Int
+    var error: String
+    var reason: DeadLetterReason
+}
