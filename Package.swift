@@ -67,7 +67,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "HookbusCoreTests", dependencies: ["HookbusCore"], swiftSettings: strict),
+        .testTarget(
+            name: "HookbusCoreTests",
+            dependencies: [
+                "HookbusCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "HookbusIntegrationTests",
             dependencies: [

@@ -7,7 +7,7 @@ import Logging
 public struct CommandRouter: Sendable {
     /// The protocol version this broker speaks, reported by `ping`.
     static let protocolVersion = 1
-    static let implemented = ["ping", "stats"]
+    static let implemented = ["ping", "stats", "subscribe", "ack", "nack", "replay", "dlq.list", "dlq.show", "dlq.retry", "dlq.purge"]
 
     let store: Store
     let dispatcher: Dispatcher
@@ -27,6 +27,10 @@ public struct CommandRouter: Sendable {
             }
         case "stats":
             await stats(into: &out)
+        case "replay":
+            replay(command, into: &out)
+        case "dlq.list", "dlq.show", "dlq.retry", "dlq.purge":
+            deadLetters(command, into: &out)
         default:
             Reply.error(WireError(.unknownOp, "unknown_op", attribute: "op",
                                   "unknown op \"\(EventValidator.clipped(command.op))\"; this broker implements: "
@@ -49,7 +53,7 @@ public struct CommandRouter: Sendable {
             return
         }
         let last = signal.last
-        let runners = dispatcher.runners
+        let runners = dispatcher.runners + dispatcher.connectedSocketRunners
         Reply.ok(op: "stats", into: &out) { out in
             out.key("outbox")
             out.beginObject()

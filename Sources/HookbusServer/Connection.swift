@@ -5,6 +5,10 @@ import NIOCore
 /// One client connection: reads batches of lines, answers every line in order
 /// with one reply, and writes the replies of a batch at once.
 ///
+/// A connection that subscribes (`{"op":"subscribe"}`) also runs that
+/// subscription's runner as a child task; it pushes delivery lines on the same
+/// connection and takes `ack` / `nack` lines, which get no reply.
+///
 /// Never throws: a broken client ends its own connection and nothing else.
 struct Connection: Sendable {
     let channel: NIOAsyncChannel<FrameBatch, ByteBuffer>
@@ -14,15 +18,46 @@ struct Connection: Sendable {
     let commands: CommandRouter
     let logger: Logger
 
+    /// The subscription a connection holds, once it subscribed.
+    struct Subscription {
+        var runner: SubscriberRunner
+        var deliverer: SocketDeliverer
+        var durable: Bool
+        var token: Int
+    }
+
     func serve() async {
         do {
             try await channel.executeThenClose { inbound, outbound in
-                for try await batch in inbound {
-                    let replies = await answer(batch.frames)
-                    if !replies.isEmpty {
-                        try await outbound.write(ByteBuffer(bytes: replies))
+                var subscription: Subscription?
+                defer {
+                    if let subscription { commands.dispatcher.unlisten(subscription.token) }
+                }
+                try await withThrowingDiscardingTaskGroup { group in
+                    // However the loop ends, the subscription ends with it: what
+                    // waits for an ack fails (and is retried), the runner stops.
+                    defer {
+                        if let subscription {
+                            subscription.deliverer.close()
+                            subscription.runner.stop()
+                        }
                     }
-                    if batch.isLast { break }
+                    for try await batch in inbound {
+                        var started: SubscriberRunner?
+                        let replies = await answer(batch.frames, subscription: &subscription, outbound: outbound, started: &started)
+                        if !replies.isEmpty {
+                            try await outbound.write(ByteBuffer(bytes: replies))
+                        }
+                        // Deliveries start only once the subscribe reply is written.
+                        if let runner = started {
+                            let durable = subscription?.durable ?? false
+                            group.addTask {
+                                await runner.run()
+                                commands.dispatcher.release(runner, durable: durable)
+                            }
+                        }
+                        if batch.isLast { break }
+                    }
                 }
             }
         } catch {
@@ -32,7 +67,10 @@ struct Connection: Sendable {
 
     /// The reply bytes for one batch: events are committed together, then every
     /// line is answered in the order it came.
-    func answer(_ frames: [Frame]) async -> [UInt8] {
+    func answer(
+        _ frames: [Frame], subscription: inout Subscription?,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, started: inout SubscriberRunner?
+    ) async -> [UInt8] {
         let now = Timestamp.nowMicros()
         let requests = frames.map { decoder.decode($0, producer: producer, nowMicros: now) }
         var events: [NewEvent] = []
@@ -52,10 +90,57 @@ struct Connection: Sendable {
             case .refused(let error):
                 logger.debug("line refused", metadata: ["hookbus.error.reason": "\(error.reason)"])
                 Reply.error(error, into: &out)
+            case .command(let command) where command.op == "ack" || command.op == "nack":
+                acknowledge(command, subscription: subscription, into: &out)
+            case .command(let command) where command.op == "subscribe":
+                if subscription != nil {
+                    Reply.error(WireError(.badRequest, "already_subscribed", attribute: "op",
+                                          "this connection already holds a subscription; open another connection"), into: &out)
+                    continue
+                }
+                switch commands.subscribe(command, producer: producer, outbound: outbound) {
+                case .success(let (runner, deliverer, durable, cursor)):
+                    let token = commands.dispatcher.listen(runner)
+                    subscription = Subscription(runner: runner, deliverer: deliverer, durable: durable, token: token)
+                    started = runner
+                    Reply.ok(op: "subscribe", into: &out) { out in
+                        out.key("subscriber"); out.string(runner.subscriber.name)
+                        out.key("durable"); out.bool(durable)
+                        out.key("window"); out.int(runner.subscriber.concurrency)
+                        out.key("cursor"); out.int(cursor)
+                    }
+                case .failure(let error):
+                    Reply.error(error, into: &out)
+                }
             case .command(let command):
                 await commands.handle(command, producer: producer, into: &out)
             }
         }
         return out.bytes
+    }
+
+    /// `ack` and `nack` get no reply when valid; a malformed one is refused.
+    private func acknowledge(_ command: Command, subscription: Subscription?, into out: inout JSONWriter) {
+        guard let subscription else {
+            Reply.error(WireError(.badRequest, "not_subscribed", attribute: "op",
+                                  "\(command.op) without a subscription on this connection"), into: &out)
+            return
+        }
+        guard let member = command.member("delivery"), member.kind == .number,
+              let id = Int(command.text(of: member)) else {
+            Reply.error(WireError(.badRequest, "missing_delivery", attribute: "delivery",
+                                  "\(command.op) needs the integer 'delivery' of the delivery line it answers"), into: &out)
+            return
+        }
+        let known: Bool
+        if command.op == "ack" {
+            known = subscription.deliverer.ack(id)
+        } else {
+            let retry = command.member("retry").map { command.text(of: $0) != "false" } ?? true
+            known = subscription.deliverer.nack(id, retry: retry, error: command.member("error")?.string)
+        }
+        if !known {
+            logger.debug("ack or nack for a delivery not waiting", metadata: ["hookbus.delivery": "\(id)"])
+        }
     }
 }

@@ -52,6 +52,8 @@ public struct SubscriberConfig: Sendable, Equatable {
         case exec([String])
         case pipe([String])
         case hook(String)
+        /// A client that subscribed on the socket.
+        case socket
     }
 
     public var name: String

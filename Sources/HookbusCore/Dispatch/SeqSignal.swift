@@ -6,7 +6,8 @@ import Synchronization
 public final class SeqSignal: Sendable {
     private struct State {
         var last: Int64 = 0
-        var listeners: [@Sendable (Int64) -> Void] = []
+        var listeners: [Int: @Sendable (Int64) -> Void] = [:]
+        var nextToken = 0
     }
 
     private let state = Mutex(State())
@@ -16,13 +17,23 @@ public final class SeqSignal: Sendable {
     public func publish(_ seq: Int64) {
         let listeners = state.withLock { state -> [@Sendable (Int64) -> Void] in
             state.last = max(state.last, seq)
-            return state.listeners
+            return Array(state.listeners.values)
         }
         for listener in listeners { listener(seq) }
     }
 
-    public func listen(_ listener: @escaping @Sendable (Int64) -> Void) {
-        state.withLock { $0.listeners.append(listener) }
+    /// Adds a listener; the token removes it again.
+    @discardableResult
+    public func listen(_ listener: @escaping @Sendable (Int64) -> Void) -> Int {
+        state.withLock { state in
+            defer { state.nextToken += 1 }
+            state.listeners[state.nextToken] = listener
+            return state.nextToken
+        }
+    }
+
+    public func unlisten(_ token: Int) {
+        state.withLock { _ = $0.listeners.removeValue(forKey: token) }
     }
 
     /// The highest committed seq announced so far.

@@ -66,6 +66,16 @@ enum Migrations {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v3-subscriber-kinds") { db in
+            // Socket subscribers are not in the config: keep what they asked for,
+            // so replay and retention know them while they are away.
+            try db.execute(sql: """
+                ALTER TABLE subscriber_cursors ADD COLUMN kind TEXT;
+                ALTER TABLE subscriber_cursors ADD COLUMN types TEXT;   -- JSON array of type filters
+                CREATE INDEX retries_by_seq ON retries (seq);
+                CREATE INDEX dead_letters_by_seq ON dead_letters (seq);
+                """)
+        }
         return migrator
     }()
 

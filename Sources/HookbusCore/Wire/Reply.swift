@@ -32,6 +32,22 @@ public enum Reply {
         out.newline()
     }
 
+    /// A delivery line, as pipe and socket subscribers receive it:
+    /// `{"delivery":<n>,"subscriber":"...","seq":<seq>,"attempt":<a>[,"replay":true],"event":{...}}`.
+    public static func delivery(id: Int, _ delivery: Delivery) -> [UInt8] {
+        var out = JSONWriter(capacity: delivery.event.json.utf8.count + 96)
+        out.beginObject()
+        out.key("delivery"); out.int(id)
+        out.key("subscriber"); out.string(delivery.subscriber)
+        out.key("seq"); out.int(delivery.seq)
+        out.key("attempt"); out.int(delivery.attempt)
+        if delivery.replay { out.key("replay"); out.bool(true) }
+        out.key("event"); out.raw(Array(delivery.event.json.utf8))
+        out.endObject()
+        out.newline()
+        return out.bytes
+    }
+
     /// `{"ok":true,"op":"<op>", ...members written by body}` and a newline.
     public static func ok(op: String, into out: inout JSONWriter, _ body: (inout JSONWriter) -> Void = { _ in }) {
         out.beginObject()

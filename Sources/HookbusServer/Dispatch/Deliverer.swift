@@ -5,12 +5,64 @@ import HookbusCore
 /// Implementations never throw: every failure is an `AttemptResult`, with a
 /// message that says what happened (exit status, timeout, stderr tail, ...).
 protocol Deliverer: Sendable {
-    func deliver(_ delivery: Delivery) async -> AttemptResult
-    /// Long-running work the deliverer needs (a supervised process, say); runs
-    /// until cancelled. Most deliverers need none.
+    /// Called on the runner's own task, in the order deliveries start (seq
+    /// order for first attempts). Deliverers that write to a stream (pipe,
+    /// socket) queue the line here, so it goes out in that order; the ticket
+    /// comes back in `deliver`.
+    func prepare(_ delivery: Delivery) -> Int
+    func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult
+    /// True if deliveries take a place under the global `max_inflight` cap.
+    /// Streamed deliverers are bounded by their own window instead: waiting for
+    /// a place would break the order their lines were queued in.
+    var usesGlobalLimit: Bool { get }
+    /// Long-running work the deliverer needs (a supervised process, a writer);
+    /// runs until cancelled. Most deliverers need none.
     func run() async
 }
 
 extension Deliverer {
+    func prepare(_ delivery: Delivery) -> Int { 0 }
+    var usesGlobalLimit: Bool { true }
     func run() async {}
+}
+
+/// The answers of a streamed deliverer (pipe, socket), by delivery number: an
+/// answer may come before `deliver` starts waiting for it, so it is kept.
+struct AnswerBook {
+    private var waiters: [Int: CheckedContinuation<AttemptResult, Never>] = [:]
+    private var early: [Int: AttemptResult] = [:]
+    /// Numbers handed out and not yet answered.
+    private(set) var open: Set<Int> = []
+
+    mutating func opened(_ id: Int) { open.insert(id) }
+
+    /// Registers a waiter, or returns the answer that is already there.
+    mutating func wait(_ id: Int, _ continuation: CheckedContinuation<AttemptResult, Never>) -> AttemptResult? {
+        if let answer = early.removeValue(forKey: id) { return answer }
+        guard open.contains(id) else { return .failed("delivery \(id) was already answered") }
+        waiters[id] = continuation
+        return nil
+    }
+
+    /// Records an answer; returns the waiter to resume (outside the lock), if any.
+    /// False in the second element when no delivery with that number is open.
+    mutating func answer(_ id: Int, _ result: AttemptResult) -> (CheckedContinuation<AttemptResult, Never>?, Bool) {
+        guard open.remove(id) != nil else { return (nil, false) }
+        if let waiter = waiters.removeValue(forKey: id) { return (waiter, true) }
+        early[id] = result
+        return (nil, true)
+    }
+
+    /// Answers everything open with `result`; returns the waiters to resume.
+    mutating func answerAll(_ result: AttemptResult) -> [CheckedContinuation<AttemptResult, Never>] {
+        for id in open where waiters[id] == nil { early[id] = result }
+        open.removeAll()
+        defer { waiters.removeAll() }
+        return Array(waiters.values)
+    }
+
+    /// Answers the given numbers with `result`.
+    mutating func answer(_ ids: [Int], _ result: AttemptResult) -> [CheckedContinuation<AttemptResult, Never>] {
+        ids.compactMap { answer($0, result).0 }
+    }
 }

@@ -1,6 +1,7 @@
 import HookbusCore
 import Logging
 import ServiceLifecycle
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,6 +19,10 @@ public final class Dispatcher: Service {
     private let logger: Logger
     private let signal: SeqSignal
     private let lifecycle: LifecycleEvents
+    private let store: Store
+    private let config: BrokerConfig
+    /// Durable socket subscriber names held by a connection right now.
+    private let socketNames = Mutex<Set<String>>([])
 
     /// Builds the runners; creates the cursor of a subscriber seen for the first
     /// time, so no event committed after this call is missed.
@@ -28,6 +33,9 @@ public final class Dispatcher: Service {
     ) throws {
         self.committer = committer
         self.signal = signal
+        self.store = store
+        (stopped, stopping) = AsyncStream<Never>.makeStream()
+        self.config = config
         self.logger = logger
         let limiter = InflightLimiter(capacity: config.maxInflight)
         self.limiter = limiter
@@ -54,6 +62,9 @@ public final class Dispatcher: Service {
                 kind = "pipe"
                 deliverer = PipeDeliverer(name: subscriber.name, argv: argv, environment: subscriber.environment,
                                           timeout: subscriber.timeout, logger: logger)
+            case .socket:
+                throw ConfigError(file: config.file ?? "(defaults)", key: "subscribers \"\(subscriber.name)\"",
+                                  reason: "socket subscribers subscribe on the socket; they are not configured")
             case .hook(let hookName):
                 kind = "hook"
                 guard let entry = hooks.entry(hookName) else {
@@ -94,6 +105,7 @@ public final class Dispatcher: Service {
                 for runner in runners {
                     group.addTask { await runner.run() }
                 }
+                group.addTask { await self.retain() }
                 await self.lifecycle.publish(type: "hookbus.started", data: { out in
                     out.key("pid"); out.int(getpid())
                     out.key("subscribers"); out.int(runners.count)
@@ -102,8 +114,142 @@ public final class Dispatcher: Service {
             }
         } onGracefulShutdown: {
             for runner in runners { runner.stop() }
+            self.stopping.finish()
         }
         logger.info("dispatch stopped")
+    }
+
+    /// The subscribers replay and retention consider: configured ones, then
+    /// durable socket subscribers known to the database.
+    func subscriberInfos() throws -> [SubscriberInfo] {
+        try store.knownSubscribers(configured: runners.map {
+            SubscriberInfo(name: $0.subscriber.name, kind: $0.kind, types: $0.subscriber.types)
+        })
+    }
+
+    /// Asks the runners of these subscribers to read their retry rows again.
+    func reload(_ names: Set<String>) {
+        for runner in runners where names.contains(runner.subscriber.name) { runner.reload() }
+        let sockets = socketRunners.withLock { Array($0.values) }
+        for runner in sockets where names.contains(runner.subscriber.name) { runner.reload() }
+    }
+
+    private let socketRunners = Mutex<[String: SubscriberRunner]>([:])
+
+    /// Runners of the clients subscribed on the socket right now, by name.
+    var connectedSocketRunners: [SubscriberRunner] {
+        socketRunners.withLock { $0.values.sorted { $0.subscriber.name < $1.subscriber.name } }
+    }
+
+    /// A runner for a client that subscribed on the socket, or a refusal.
+    /// The caller runs it, and calls `release` when the connection ends.
+    func makeSocketRunner(
+        name: String?, types: [TypeFilter], window: Int, fromSeq: Int64?, deliverer: (String) -> SocketDeliverer
+    ) throws(OperatorError) -> (runner: SubscriberRunner, deliverer: SocketDeliverer, durable: Bool) {
+        let durable = name != nil
+        let subscriberName = name ?? "~ephemeral-\(EventIDGenerator().next())"
+        if durable {
+            guard !runners.contains(where: { $0.subscriber.name == subscriberName }) else {
+                throw OperatorError("name_taken", "\"\(subscriberName)\" is a configured subscriber; choose another name")
+            }
+            let claimed = socketNames.withLock { $0.insert(subscriberName).inserted }
+            guard claimed else {
+                throw OperatorError("subscriber_in_use",
+                                    "subscriber \"\(subscriberName)\" is already connected on another connection; "
+                                    + "one connection holds a durable name at a time")
+            }
+        }
+        let socket = deliverer(subscriberName)
+        var subscriber = SubscriberConfig(
+            name: subscriberName, kind: .socket, types: types, timeout: config.defaults.timeout,
+            retry: config.defaults.retry, concurrency: window)
+        if !durable { subscriber.retry.maxAttempts = max(subscriber.retry.maxAttempts, 1) }
+        do {
+            let start: Int64? = durable ? nil : fromSeq.map { $0 - 1 }
+            let lifecycle = self.lifecycle
+            let store = self.store
+            let runner = try SubscriberRunner(
+                subscriber: subscriber, kind: "socket", store: store, committer: committer, deliverer: socket,
+                limiter: limiter, signal: signal, logger: logger, initialCursor: start,
+                onDeadLetter: { notice in await lifecycle.announceDeadLetter(notice, store: store) })
+            if durable { try store.recordSocketSubscriber(subscriberName, types: types) }
+            socketRunners.withLock { $0[subscriberName] = runner }
+            return (runner, socket, durable)
+        } catch {
+            if durable { _ = socketNames.withLock { $0.remove(subscriberName) } }
+            throw OperatorError("storage_failed", "cannot set up subscriber \(subscriberName): \(error)")
+        }
+    }
+
+    /// The connection of a socket subscriber ended.
+    func release(_ runner: SubscriberRunner, durable: Bool) {
+        let name = runner.subscriber.name
+        socketRunners.withLock { _ = $0.removeValue(forKey: name) }
+        if durable {
+            _ = socketNames.withLock { $0.remove(name) }
+        } else {
+            do {
+                try store.forgetSubscriber(name)
+            } catch {
+                logger.error("cannot forget an ephemeral subscriber", metadata: ["hookbus.subscriber": "\(name)", "hookbus.error": "\(error)"])
+            }
+        }
+    }
+
+    func listen(_ runner: SubscriberRunner) -> Int {
+        signal.listen { _ in runner.wake() }
+    }
+
+    func unlisten(_ token: Int) {
+        signal.unlisten(token)
+    }
+
+    /// The timeout socket subscribers get to ack a delivery.
+    var defaultTimeout: Duration { config.defaults.timeout }
+
+    /// Keeps the `dead` counters in step after a retry or purge.
+    func deadLettersChanged(_ letters: [DeadLetter]) {
+        var removed: [String: Int] = [:]
+        for letter in letters { removed[letter.subscriber, default: 0] += 1 }
+        for runner in runners {
+            if let count = removed[runner.subscriber.name] { runner.stats.update { $0.dead = max(0, $0.dead - count) } }
+        }
+    }
+
+    /// Ends the retention loop at shutdown.
+    private let stopping: AsyncStream<Never>.Continuation
+    private let stopped: AsyncStream<Never>
+
+    /// Prunes delivered events older than `retention`, now and then, until shutdown.
+    private func retain() async {
+        let retention = config.retention.milliseconds * 1000
+        let interval = Duration.milliseconds(min(max(config.retention.milliseconds / 2, 200), 60_000))
+        let configured = runners.map(\.subscriber.name)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in self.stopped {}
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do {
+                        let pruned = try self.store.prune(receivedBefore: Timestamp.nowMicros() - retention, configured: configured)
+                        if pruned > 0 {
+                            self.logger.info("retention pruned delivered events", metadata: ["hookbus.events": "\(pruned)"])
+                        }
+                    } catch {
+                        self.logger.error("retention failed", metadata: ["hookbus.error": "\(error)"])
+                    }
+                    do {
+                        try await Task.sleep(for: interval)
+                    } catch {
+                        return
+                    }
+                }
+            }
+            // Shutdown ends the stream; stop pruning then.
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     /// Deliveries in flight across all subscribers.

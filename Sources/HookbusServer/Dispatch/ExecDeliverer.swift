@@ -22,7 +22,7 @@ struct ExecDeliverer: Deliverer {
     /// Bytes of stderr kept with a failure.
     static let stderrTail = 2048
 
-    func deliver(_ delivery: Delivery) async -> AttemptResult {
+    func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult {
         var variables: [Environment.Key: String] = [:]
         variables["PATH"] = ProcessInfoPath.path
         for (key, value) in environment { variables[Environment.Key(stringLiteral: key)] = value }

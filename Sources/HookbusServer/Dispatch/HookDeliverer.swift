@@ -14,7 +14,7 @@ struct HookDeliverer: Deliverer {
     let config: BrokerConfig
     let logger: Logger
 
-    func deliver(_ delivery: Delivery) async -> AttemptResult {
+    func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult {
         var logger = self.logger
         logger[metadataKey: "hookbus.seq"] = "\(delivery.seq)"
         logger[metadataKey: "hookbus.attempt"] = "\(delivery.attempt)"

@@ -19,12 +19,12 @@ import Glibc
 final class PipeDeliverer: Deliverer {
     private struct State {
         var nextID = 1
-        var waiters: [Int: CheckedContinuation<AttemptResult, Never>] = [:]
-        /// Lines waiting for a running process.
+        var book = AnswerBook()
+        /// Lines waiting for a running process, in order.
         var queued: [(id: Int, line: [UInt8])] = []
-        /// The running process's stdin queue, and the ids written to it.
+        /// The running process's stdin queue, and the numbers written to it.
         var writer: AsyncStream<[UInt8]>.Continuation?
-        var sent: Set<Int> = []
+        var sent = Set<Int>()
     }
 
     let name: String
@@ -47,35 +47,31 @@ final class PipeDeliverer: Deliverer {
         self.logger = logger
     }
 
-    func deliver(_ delivery: Delivery) async -> AttemptResult {
-        let id = state.withLock { state -> Int in
-            defer { state.nextID += 1 }
-            return state.nextID
+    var usesGlobalLimit: Bool { false }
+
+    func prepare(_ delivery: Delivery) -> Int {
+        state.withLock { state -> Int in
+            let id = state.nextID
+            state.nextID += 1
+            state.book.opened(id)
+            let line = Reply.delivery(id: id, delivery)
+            if let writer = state.writer {
+                state.sent.insert(id)
+                writer.yield(line)
+            } else {
+                state.queued.append((id, line))
+            }
+            return id
         }
-        var out = JSONWriter(capacity: delivery.event.json.utf8.count + 96)
-        out.beginObject()
-        out.key("delivery"); out.int(id)
-        out.key("subscriber"); out.string(delivery.subscriber)
-        out.key("seq"); out.int(delivery.seq)
-        out.key("attempt"); out.int(delivery.attempt)
-        if delivery.replay { out.key("replay"); out.bool(true) }
-        out.key("event"); out.raw(Array(delivery.event.json.utf8))
-        out.endObject()
-        out.newline()
-        let line = out.bytes
+    }
+
+    func deliver(_ delivery: Delivery, ticket id: Int) async -> AttemptResult {
         let timeout = self.timeout
         return await withTaskGroup(of: AttemptResult?.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
-                    self.state.withLock { state in
-                        state.waiters[id] = continuation
-                        if let writer = state.writer {
-                            state.sent.insert(id)
-                            writer.yield(line)
-                        } else {
-                            state.queued.append((id, line))
-                        }
-                    }
+                    let ready = self.state.withLock { $0.book.wait(id, continuation) }
+                    if let ready { continuation.resume(returning: ready) }
                 }
             }
             group.addTask {
@@ -100,9 +96,9 @@ final class PipeDeliverer: Deliverer {
 
     private func resolve(_ id: Int, _ result: AttemptResult) {
         let waiter = state.withLock { state -> CheckedContinuation<AttemptResult, Never>? in
-            state.sent.remove(id)
             state.queued.removeAll { $0.id == id }
-            return state.waiters.removeValue(forKey: id)
+            state.sent.remove(id)
+            return state.book.answer(id, result).0
         }
         waiter?.resume(returning: result)
     }
@@ -134,11 +130,12 @@ final class PipeDeliverer: Deliverer {
             delay = min(delay * 2, Self.restartMax)
         }
         // Shutdown: nobody will answer what is still waiting.
-        let left = state.withLock { state -> [Int] in
+        let left = state.withLock { state -> [CheckedContinuation<AttemptResult, Never>] in
             state.writer = nil
-            return Array(state.waiters.keys)
+            state.queued.removeAll()
+            return state.book.answerAll(.failed("delivery cancelled: the broker is stopping"))
         }
-        for id in left { resolve(id, .failed("delivery cancelled: the broker is stopping")) }
+        for waiter in left { waiter.resume(returning: .failed("delivery cancelled: the broker is stopping")) }
     }
 
     /// Runs the process once; returns how it ended, for the log and for the failures.

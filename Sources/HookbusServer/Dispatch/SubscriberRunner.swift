@@ -15,6 +15,8 @@ final class SubscriberRunner: Sendable {
         case wake
         case done(seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64)
         case tick
+        /// Retry rows were added from outside (replay, dead-letter retry): read them.
+        case reload
         case stop
     }
 
@@ -37,7 +39,7 @@ final class SubscriberRunner: Sendable {
 
     init(
         subscriber: SubscriberConfig, kind: String, store: Store, committer: Committer, deliverer: any Deliverer,
-        limiter: InflightLimiter, signal: SeqSignal, logger: Logger,
+        limiter: InflightLimiter, signal: SeqSignal, logger: Logger, initialCursor: Int64? = nil,
         onDeadLetter: @escaping @Sendable (DeadLetterNotice) async -> Void
     ) throws {
         self.subscriber = subscriber
@@ -54,7 +56,7 @@ final class SubscriberRunner: Sendable {
         self.stats = SubscriberStats(name: subscriber.name, kind: kind, types: subscriber.types)
         // A subscriber seen for the first time starts after what is stored now;
         // `hookbus replay` hands it older events.
-        self.initialCursor = try store.cursor(for: subscriber.name, initial: try store.lastSeq())
+        self.initialCursor = try store.cursor(for: subscriber.name, initial: try initialCursor ?? store.lastSeq())
         (messages, mailbox) = AsyncStream<Message>.makeStream()
         let dead = try store.deadLetterCount(for: subscriber.name)
         stats.update {
@@ -70,6 +72,11 @@ final class SubscriberRunner: Sendable {
         }
     }
 
+    /// Re-reads the retry rows (after a replay or a dead-letter retry).
+    func reload() {
+        mailbox.yield(.reload)
+    }
+
     /// Start nothing new; finish what is in flight, record it, return.
     func stop() {
         mailbox.yield(.stop)
@@ -77,13 +84,7 @@ final class SubscriberRunner: Sendable {
 
     func run() async {
         var loop = Loop(runner: self, cursor: initialCursor)
-        do {
-            for row in try store.retries(for: subscriber.name) {
-                loop.waiting[row.seq] = row
-            }
-        } catch {
-            logger.error("cannot load retries", metadata: ["hookbus.error": "\(error)"])
-        }
+        loop.loadRetries()
         await withDiscardingTaskGroup { group in
             group.addTask { await self.deliverer.run() }
             loop.fill(&group)
@@ -94,6 +95,8 @@ final class SubscriberRunner: Sendable {
                     wakePending.store(false, ordering: .sequentiallyConsistent)
                 case .tick:
                     break
+                case .reload:
+                    loop.loadRetries()
                 case .stop:
                     loop.stopping = true
                 case .done(let seq, let attempt, let wasRetry, let replay, let result, let micros):
@@ -111,11 +114,13 @@ final class SubscriberRunner: Sendable {
 
     fileprivate func launch(_ delivery: Delivery, wasRetry: Bool, in group: inout DiscardingTaskGroup) {
         let mailbox = self.mailbox
+        let ticket = deliverer.prepare(delivery)
+        let limited = deliverer.usesGlobalLimit
         group.addTask {
-            await self.limiter.acquire()
+            if limited { await self.limiter.acquire() }
             let start = ContinuousClock.now
-            let result = await self.deliverer.deliver(delivery)
-            self.limiter.release()
+            let result = await self.deliverer.deliver(delivery, ticket: ticket)
+            if limited { self.limiter.release() }
             let elapsed = ContinuousClock.now - start
             mailbox.yield(.done(seq: delivery.seq, attempt: delivery.attempt, wasRetry: wasRetry, replay: delivery.replay,
                                 result: result, micros: elapsed.milliseconds * 1000 + Int64(elapsed.components.attoseconds / 1_000_000_000_000 % 1000)))
@@ -146,6 +151,9 @@ final class SubscriberRunner: Sendable {
         var ops: [LedgerOp] = []
         var deadLetters: [DeadLetterNotice] = []
         var stopping = false
+        /// More retry rows are stored than were loaded (a large replay).
+        var retriesTruncated = false
+        var nextTick: Int64 = .max
 
         init(runner: SubscriberRunner, cursor: Int64) {
             self.runner = runner
@@ -154,13 +162,30 @@ final class SubscriberRunner: Sendable {
         }
 
         var inFlight: Int { firstInFlight.count + retryInFlight.count }
+
+        /// Reads the stored retry rows not already in flight. Bounded, so a
+        /// replay of millions of events is taken in slices.
+        mutating func loadRetries() {
+            let limit = 10_000
+            do {
+                let rows = try runner.store.retries(for: runner.subscriber.name, limit: limit)
+                retriesTruncated = rows.count == limit
+                for row in rows where !retryInFlight.contains(row.seq) && !firstInFlight.contains(row.seq) {
+                    waiting[row.seq] = row
+                }
+            } catch {
+                runner.logger.error("cannot load retries", metadata: ["hookbus.error": "\(error)"])
+            }
+        }
         var occupancy: Int { inFlight + waiting.count }
 
         mutating func fill(_ group: inout DiscardingTaskGroup) {
             let config = runner.subscriber
             let now = Timestamp.nowMicros()
             // Due retries first: they are older than anything new.
+            if waiting.isEmpty && retriesTruncated { loadRetries() }
             for (seq, row) in waiting.sorted(by: { $0.key < $1.key }) where row.nextAttemptAt <= now {
+                guard inFlight < config.concurrency else { break }
                 waiting.removeValue(forKey: seq)
                 guard let event = (try? runner.store.event(seq: seq)) ?? nil else {
                     runner.logger.warning("retry of an event no longer in the outbox dropped", metadata: ["hookbus.seq": "\(seq)"])
@@ -177,6 +202,12 @@ final class SubscriberRunner: Sendable {
                 bufferIndex += 1
                 firstInFlight.insert(event.seq)
                 runner.launch(Delivery(subscriber: config.name, event: event, attempt: 1, replay: false), wasRetry: false, in: &group)
+            }
+            // Wake up for the earliest retry still waiting for its time.
+            if let earliest = waiting.values.lazy.map(\.nextAttemptAt).min(), earliest > now,
+               earliest < nextTick || nextTick <= now {
+                nextTick = earliest
+                runner.scheduleTick(at: earliest, in: &group)
             }
             advanceCursor()
             publishStats()
@@ -231,7 +262,6 @@ final class SubscriberRunner: Sendable {
                     ops.append(.scheduleRetry(subscriber: name, seq: seq, attempt: attempt, nextAttemptAt: next,
                                               error: error, replay: replay))
                     waiting[seq] = RetryRow(seq: seq, attempt: attempt, nextAttemptAt: next, lastError: error, replay: replay)
-                    runner.scheduleTick(at: next, in: &group)
                     runner.logger.info("attempt failed; retry scheduled", metadata: [
                         "hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)", "hookbus.retry_in": "\(delay.spelled)",
                         "hookbus.error": "\(error)",
