@@ -36,7 +36,14 @@ public struct Publisher {
             }
         }
         for line in lines where !Self.isBlank(line) {
-            try client.send(line: line)
+            do {
+                try client.send(line: line)
+            } catch {
+                // The broker stopped reading (shutting down, say): what it answered
+                // for earlier lines still counts, so read that before reporting.
+                try? collect(downTo: 0)
+                throw error
+            }
             waiting.append(line)
             try collect(downTo: window - 1)
         }
