@@ -1,0 +1,237 @@
+import Foundation
+import GRDB
+import Testing
+@testable import HookbusCore
+
+/// The outbox on a real SQLite file, one temporary directory per test.
+@Suite("Outbox store")
+struct StoreTests {
+    private static func databasePath(in directory: URL) -> String {
+        directory.appendingPathComponent("hookbus.db").path
+    }
+
+    private static func seq(_ outcome: AppendOutcome) -> Int64 {
+        switch outcome {
+        case .stored(let seq, _), .duplicate(let seq, _): seq
+        }
+    }
+
+    /// What an append should answer. A new row's seq is only known to be larger
+    /// than every earlier one: SQLite's AUTOINCREMENT may skip the number a
+    /// conflicting (duplicate) insert drew, so seqs can have gaps.
+    private enum Expected {
+        case stored(String)
+        case duplicate(Int64, String)
+    }
+
+    private static func check(
+        _ outcomes: [AppendOutcome], _ expected: [Expected], above floor: Int64 = 0,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        #expect(outcomes.count == expected.count, "\(outcomes)", sourceLocation: sourceLocation)
+        var last = floor
+        for (outcome, want) in zip(outcomes, expected) {
+            switch (outcome, want) {
+            case (.stored(let seq, let id), .stored(let wantID)):
+                #expect(id == wantID && seq > last, "\(outcome) after seq \(last)", sourceLocation: sourceLocation)
+                last = seq
+            case (.duplicate(let seq, let id), .duplicate(let wantSeq, let wantID)):
+                #expect(id == wantID && seq == wantSeq, "\(outcome)", sourceLocation: sourceLocation)
+            default:
+                Issue.record("got \(outcome), expected \(want)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    @Test("seq increases across batches, and events come back in seq order as stored")
+    func seqOrder() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        var all: [NewEvent] = []
+        var outcomes: [AppendOutcome] = []
+        for batch in 0..<3 {
+            let events = (0..<4).map { makeEvent(id: "b\(batch)-e\($0)", type: "t.\(batch)", data: #"{"n":\#($0)}"#) }
+            all += events
+            outcomes += try store.append(events)
+        }
+        #expect(outcomes == all.enumerated().map { .stored(seq: Int64($0.offset + 1), id: $0.element.id) })
+        #expect(try store.lastSeq() == 12)
+        #expect(try store.eventCount() == 12)
+
+        let stored = try store.events(in: 1...100)
+        #expect(stored.map(\.seq) == Array(1...12))
+        for (row, event) in zip(stored, all) {
+            #expect(row.id == event.id)
+            #expect(row.source == event.source)
+            #expect(row.type == event.type)
+            #expect(row.time == event.time)
+            #expect(row.subject == event.subject)
+            #expect(row.producer == testProducer)
+            #expect(row.receivedAtMicros == testNow)
+            #expect(row.json == event.jsonText)
+        }
+        #expect(try store.events(in: 5...6).map(\.id) == ["b1-e0", "b1-e1"])
+        #expect(try store.events(in: 1...12, limit: 3).map(\.seq) == [1, 2, 3])
+        try store.close()
+    }
+
+    @Test("the same (source, id) within one batch is stored once; the resend gets the original seq")
+    func dedupeWithinBatch() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        let first = makeEvent(id: "e1", data: #"{"v":1}"#)
+        let resend = makeEvent(id: "e1", data: #"{"v":2}"#)
+        let other = makeEvent(id: "e2")
+        let otherSource = makeEvent(id: "e1", source: "elsewhere")
+        let outcomes = try store.append([first, other, resend, otherSource])
+        Self.check(outcomes, [.stored("e1"), .stored("e2"), .duplicate(1, "e1"), .stored("e1")])
+        #expect(outcomes.first == .stored(seq: 1, id: "e1"))
+        #expect(try store.eventCount() == 3)
+        // The first one wins; the resend wrote nothing.
+        #expect(try store.events(in: 1...1).first?.json == first.jsonText)
+        try store.close()
+    }
+
+    @Test("a resend in a later batch is a duplicate of the original seq")
+    func dedupeAcrossBatches() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        #expect(try store.append([makeEvent(id: "a"), makeEvent(id: "b")]) == [.stored(seq: 1, id: "a"), .stored(seq: 2, id: "b")])
+        Self.check(try store.append([makeEvent(id: "b"), makeEvent(id: "c"), makeEvent(id: "a")]),
+                   [.duplicate(2, "b"), .stored("c"), .duplicate(1, "a")], above: 2)
+        #expect(try store.eventCount() == 3)
+        try store.close()
+    }
+
+    @Test("dedupe and seq survive closing and reopening the database")
+    func dedupeAcrossReopen() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = Self.databasePath(in: directory)
+        do {
+            let store = try Store(path: path)
+            #expect(try store.append([makeEvent(id: "a"), makeEvent(id: "b"), makeEvent(id: "c")]).map(Self.seq) == [1, 2, 3])
+            try store.close()
+        }
+        do {
+            let store = try Store(path: path)
+            #expect(try store.lastSeq() == 3)
+            Self.check(try store.append([makeEvent(id: "b"), makeEvent(id: "d")]), [.duplicate(2, "b"), .stored("d")], above: 3)
+            try store.close()
+        }
+    }
+
+    @Test("seq is never reused, even after rows are deleted")
+    func seqNeverReused() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        _ = try store.append([makeEvent(id: "a"), makeEvent(id: "b")])
+        try store.pool.write { db in try db.execute(sql: "DELETE FROM outbox") }
+        #expect(try store.append([makeEvent(id: "c")]) == [.stored(seq: 3, id: "c")])
+        try store.close()
+    }
+
+    @Test("durability sets synchronous on the writer connection", arguments: [(Durability.full, 2), (.normal, 1)])
+    func durability(_ durability: Durability, synchronous: Int) throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: Self.databasePath(in: directory), durability: durability)
+        #expect(try store.writerSynchronous() == synchronous)
+        let journal = try store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(journal == "wal")
+        try store.close()
+    }
+
+    @Test("reopening an existing database keeps its data and applies no migration twice")
+    func reopenKeepsMigrations() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = Self.databasePath(in: directory)
+        do {
+            let store = try Store(path: path)
+            _ = try store.append([makeEvent(id: "kept")])
+            try store.close()
+        }
+        for _ in 0..<2 {
+            let store = try Store(path: path)
+            let applied = try store.pool.read { db in
+                try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
+            }
+            #expect(applied == Migrations.names)
+            #expect(Migrations.names.first == "v1-outbox")
+            #expect(try store.events(in: 1...10).map(\.id) == ["kept"])
+            try store.close()
+        }
+    }
+
+    @Test("a database left by an older version is migrated forward and keeps its rows")
+    func migratesOlderDatabase() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = Self.databasePath(in: directory)
+        // An "older hookbus": only the first migration, and one event written by hand.
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try Migrations.migrator.migrate(queue, upTo: "v1-outbox")
+            try queue.write { db in
+                try db.execute(sql: """
+                    INSERT INTO outbox (id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event)
+                    VALUES ('old', 'fleet', 'client.added', NULL, '2026-01-01T00:00:00Z', 0, 1, 2, 3, '{"type":"client.added"}')
+                    """)
+            }
+            try queue.close()
+        }
+        let store = try Store(path: path)
+        let applied = try store.pool.read { db in
+            try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
+        }
+        #expect(applied == Migrations.names)
+        let old = try #require(try store.events(in: 1...1).first)
+        #expect(old.id == "old")
+        #expect(old.producer == Producer(uid: 1, gid: 2, pid: 3))
+        Self.check(try store.append([makeEvent(id: "old", source: "fleet"), makeEvent(id: "new")]),
+                   [.duplicate(1, "old"), .stored("new")], above: 1)
+        try store.close()
+    }
+
+    @Test("a second Store on the same path is refused as locked, until the first is gone")
+    func secondStoreLocked() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = Self.databasePath(in: directory)
+        do {
+            let first = try Store(path: path)
+            withExtendedLifetime(first) {
+                let error = #expect(throws: StoreError.self) { try Store(path: path) }
+                #expect(error?.kind == .locked)
+                #expect(error?.message.contains(path) == true)
+                #expect(error?.message.contains("in use") == true)
+            }
+            try first.close()
+        }
+        // The lock went with the first store.
+        let again = try Store(path: path)
+        try again.close()
+    }
+
+    @Test("a file that is not a database is refused as corrupt, with advice, and left untouched")
+    func garbageFile() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = Self.databasePath(in: directory)
+        let garbage = Data(String(repeating: "this is not a database, just text.\n", count: 120).prefix(4096).utf8)
+        #expect(garbage.count == 4096)
+        try garbage.write(to: URL(fileURLWithPath: path))
+        let error = #expect(throws: StoreError.self) { try Store(path: path) }
+        #expect(error?.kind == .corrupt)
+        #expect(error?.sqliteCode != nil)
+        #expect(error?.message.contains(path) == true)
+        #expect(error?.message.contains("move the file aside") == true)
+        #expect(error?.message.contains("backup") == true)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == garbage)
+    }
+}

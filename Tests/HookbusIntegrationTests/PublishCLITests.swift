@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+/// `hookbus publish`, run as a user would: flags, NDJSON on stdin, no broker.
+@Suite("hookbus publish")
+struct PublishCLITests {
+    @Test("one event from flags: the reply is printed and the exit status is 0")
+    func fromFlags() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let broker = try await scratch.startBroker()
+
+        let result = try await broker.hookbus([
+            "publish", "--type", "client.added", "--source", "fleet",
+            "--id", "c1", "--subject", "host-1", "--data", #"{"ip":"10.0.0.2"}"#,
+        ])
+        #expect(result.status == 0 && !result.signaled, "\(result)")
+        #expect(result.stdoutLines.count == 1, "\(result)")
+        let reply = try WireReply(try #require(result.stdoutLines.first))
+        #expect(reply.ok && reply.id == "c1" && reply.seq != nil, "\(reply)")
+
+        let row = try #require(try broker.outbox().row(source: "fleet", id: "c1"))
+        #expect(row.seq == reply.seq)
+        #expect(row.type == "client.added")
+        let event = try #require(try JSONSerialization.jsonObject(with: Data(row.event.utf8)) as? [String: Any])
+        #expect(event["subject"] as? String == "host-1")
+        #expect((event["data"] as? [String: Any])?["ip"] as? String == "10.0.0.2")
+        // The CLI's pid, not the test's: the credentials are the connecting process's.
+        #expect(row.producerUID == Int64(getuid()))
+        #expect(row.producerPID != Int64(getpid()))
+    }
+
+    @Test("NDJSON on stdin with one bad line: one reply per non-blank line, in order, exit status 1")
+    func fromStdinWithBadLine() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let broker = try await scratch.startBroker()
+
+        let input = [
+            EventLine.make(type: "a", source: "cli", id: "s1"),
+            "",
+            #"{"type":""}"#,
+            "   ",
+            EventLine.make(type: "b", source: "cli", id: "s2"),
+        ].joined(separator: "\n") + "\n"
+        let result = try await broker.hookbus(["publish"], stdin: Array(input.utf8))
+        #expect(result.status == 1 && !result.signaled, "\(result)")
+        let replies = try result.stdoutLines.map(WireReply.init)
+        try #require(replies.count == 3, "\(result)")
+        #expect(replies[0].ok && replies[0].id == "s1", "\(replies[0])")
+        #expect(!replies[1].ok && replies[1].code == "invalid_event" && replies[1].reason == "missing_type", "\(replies[1])")
+        #expect(replies[2].ok && replies[2].id == "s2", "\(replies[2])")
+        #expect(try broker.outbox().rows().map(\.id) == ["s1", "s2"])
+    }
+
+    @Test("NDJSON on stdin, all valid: exit status 0")
+    func fromStdinAllValid() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let broker = try await scratch.startBroker()
+
+        let input = (0..<300).map { EventLine.make(source: "cli", id: "v\($0)") + "\n" }.joined()
+        let result = try await broker.hookbus(["publish", "--window", "8"], stdin: Array(input.utf8))
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdoutLines.count == 300)
+        #expect(try broker.outbox().count() == 300)
+    }
+
+    @Test("an unreachable broker: exit status 69 and a message naming the socket")
+    func unreachable() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let socket = scratch.path("nobody.sock")
+        for arguments in [["--type", "t"], []] {
+            let result = try await ToolRun.run(try TestBinaries.hookbus(), ["publish", "--socket", socket] + arguments,
+                                               stdin: Array("{\"type\":\"t\"}\n".utf8), scratch: scratch)
+            #expect(result.status == 69 && !result.signaled, "\(result)")
+            #expect(result.stderr.contains(socket), "\(result)")
+            #expect(result.stdout.isEmpty, "\(result)")
+        }
+    }
+}
