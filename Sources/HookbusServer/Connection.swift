@@ -16,6 +16,7 @@ struct Connection: Sendable {
     let decoder: RequestDecoder
     let committer: Committer
     let commands: CommandRouter
+    let access: AccessPolicy
     let logger: Logger
 
     /// The subscription a connection holds, once it subscribed.
@@ -72,7 +73,18 @@ struct Connection: Sendable {
         outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, started: inout SubscriberRunner?
     ) async -> [UInt8] {
         let now = Timestamp.nowMicros()
-        let requests = frames.map { decoder.decode($0, producer: producer, nowMicros: now) }
+        let requests = frames.map { frame -> Request in
+            let request = decoder.decode(frame, producer: producer, nowMicros: now)
+            switch request {
+            case .publish(let event):
+                if let refusal = access.checkPublish(producer, type: event.type) { return .refused(refusal) }
+            case .command(let command) where AccessPolicy.isOperatorCommand(command.op):
+                if let refusal = access.checkOperate(producer, op: command.op) { return .refused(refusal) }
+            default:
+                break
+            }
+            return request
+        }
         var events: [NewEvent] = []
         for case .publish(let event) in requests { events.append(event) }
         let committed = await committer.commit(events)
@@ -88,7 +100,11 @@ struct Connection: Sendable {
                 }
                 eventIndex += 1
             case .refused(let error):
-                logger.debug("line refused", metadata: ["hookbus.error.reason": "\(error.reason)"])
+                if error.code == .unauthorized {
+                    logger.warning("refused", metadata: ["hookbus.error.reason": "\(error.reason)", "hookbus.error": "\(error.message)"])
+                } else {
+                    logger.debug("line refused", metadata: ["hookbus.error.reason": "\(error.reason)"])
+                }
                 Reply.error(error, into: &out)
             case .command(let command) where command.op == "ack" || command.op == "nack":
                 acknowledge(command, subscription: subscription, into: &out)

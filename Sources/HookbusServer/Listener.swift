@@ -43,13 +43,17 @@ public final class Listener: Service {
     public func run() async throws {
         let path = config.socketPath
         let maxLineBytes = config.limits.maxLineBytes
+        let inflight = config.limits.maxInflightPerConnection
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(unixDomainSocketPath: path) { channel in
                 PeerCredentials.read(from: channel).flatMapThrowing { producer in
                     try channel.pipeline.syncOperations.addHandler(LineFramingHandler(maxLineBytes: maxLineBytes))
-                    let wrapped = try NIOAsyncChannel<FrameBatch, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    let wrapped = try NIOAsyncChannel<FrameBatch, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(backPressureStrategy: .init(
+                            lowWatermark: max(1, inflight / 2), highWatermark: inflight)))
                     return (wrapped, producer)
                 }
             }
@@ -123,7 +127,7 @@ public final class Listener: Service {
         defer { connections.withLock { _ = $0.removeValue(forKey: key) } }
         logger.debug("connection opened")
         await Connection(channel: channel, producer: producer, decoder: decoder, committer: committer,
-                         commands: commands, logger: logger).serve()
+                         commands: commands, access: config.access, logger: logger).serve()
         logger.debug("connection closed")
     }
 }

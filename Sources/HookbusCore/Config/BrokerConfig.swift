@@ -10,6 +10,7 @@ public struct BrokerConfig: Sendable {
     public var socketGroup: String?
     public var durability: Durability = .full
     public var limits = Limits()
+    public var access = AccessPolicy()
     /// Deliveries in flight at once across all subscribers.
     public var maxInflight = 50
     /// Delivered events older than this are pruned.
@@ -30,6 +31,11 @@ public struct Limits: Sendable, Equatable {
     public var maxLineBytes = 1 << 20
     /// Connections served at once; more are answered with one refusal line and closed.
     public var maxConnections = 1024
+    /// Batches of lines (one read each, at most 64 KiB) a connection may have
+    /// read and not yet answered; past it the broker stops reading from that
+    /// connection until it catches up. Bounds what one producer can make the
+    /// broker hold.
+    public var maxInflightPerConnection = 8
     /// Outbox size (database pages in use) beyond which publishing answers
     /// `unavailable`; 0 means no limit but the disk's.
     public var maxOutboxBytes: Int64 = 0
@@ -65,6 +71,9 @@ public struct SubscriberConfig: Sendable, Equatable {
     /// Hook options (`options = { ... }`), or extra environment for processes (`env`).
     public var options: [String: ConfigValue]
     public var environment: [String: String]
+    /// Run processes as this user and group (numbers, resolved from the names
+    /// in the config); nil keeps the broker's.
+    public var runAs: RunAs?
 
     public init(
         name: String, kind: Kind, types: [TypeFilter], timeout: Duration = .seconds(30),
@@ -79,6 +88,18 @@ public struct SubscriberConfig: Sendable, Equatable {
         self.concurrency = concurrency
         self.options = options
         self.environment = environment
+        self.runAs = nil
+    }
+}
+
+/// The credentials a subscriber process runs with.
+public struct RunAs: Sendable, Equatable {
+    public var uid: UInt32?
+    public var gid: UInt32?
+
+    public init(uid: UInt32?, gid: UInt32?) {
+        self.uid = uid
+        self.gid = gid
     }
 }
 

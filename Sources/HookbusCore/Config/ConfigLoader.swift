@@ -61,6 +61,11 @@ public struct ConfigLoader {
         if let value = try reader.int("max_connections", min: 1) { config.limits.maxConnections = value }
         if let value = try reader.int("max_outbox_bytes", min: 0) { config.limits.maxOutboxBytes = Int64(value) }
         if let value = try reader.int("max_inflight", min: 1) { config.maxInflight = value }
+        if let value = try reader.int("max_inflight_per_connection", min: 1) { config.limits.maxInflightPerConnection = value }
+        if var access = try reader.table("access") {
+            config.access = try readAccess(&access)
+            try access.finish()
+        }
         if let value = try reader.duration("retention") { config.retention = value }
         if let value = try reader.string("log_level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -87,6 +92,58 @@ public struct ConfigLoader {
         }
         try reader.finish()
         return config
+    }
+
+    private func readAccess(_ reader: inout TableReader) throws(ConfigError) -> AccessPolicy {
+        var policy = AccessPolicy()
+        if let rules = try reader.tableArray("publish") {
+            for var rule in rules {
+                let peers = try readPeers(&rule)
+                let texts = try rule.stringList("types") ?? ["*"]
+                var types: [TypeFilter] = []
+                for text in texts {
+                    switch TypeFilter.parse(text) {
+                    case .success(let filter): types.append(filter)
+                    case .failure(let problem): throw rule.error("types", "\"\(text)\": \(problem.reason)")
+                    }
+                }
+                try rule.finish()
+                policy.publish.append(AccessPolicy.PublishRule(peers: peers, types: types))
+            }
+        }
+        if var operate = try reader.table("operate") {
+            policy.operate = try readPeers(&operate)
+            try operate.finish()
+        }
+        return policy
+    }
+
+    /// `uids` and `gids`: numbers or names, resolved now so a typo stops startup.
+    private func readPeers(_ reader: inout TableReader) throws(ConfigError) -> AccessPolicy.Peers {
+        var peers = AccessPolicy.Peers()
+        for (key, isUser) in [("uids", true), ("gids", false)] {
+            guard let values = try reader.idList(key) else { continue }
+            for value in values {
+                guard let id = isUser ? Self.uid(value) : Self.gid(value) else {
+                    throw reader.error(key, "\"\(value)\" is not a known \(isUser ? "user" : "group")")
+                }
+                if isUser { peers.uids.insert(id) } else { peers.gids.insert(id) }
+            }
+        }
+        if peers.uids.isEmpty && peers.gids.isEmpty {
+            throw reader.error("uids", "name at least one uid or gid (an empty rule would allow nobody)")
+        }
+        return peers
+    }
+
+    static func uid(_ text: String) -> UInt32? {
+        if let number = UInt32(text) { return number }
+        return getpwnam(text).map { $0.pointee.pw_uid }
+    }
+
+    static func gid(_ text: String) -> UInt32? {
+        if let number = UInt32(text) { return number }
+        return getgrnam(text).map { $0.pointee.gr_gid }
     }
 
     private func readDefaults(_ reader: inout TableReader, base: SubscriberDefaults) throws(ConfigError) -> SubscriberDefaults {
@@ -178,8 +235,30 @@ public struct ConfigLoader {
                 environment[key] = text
             }
         }
-        return SubscriberConfig(name: name, kind: kind, types: types, timeout: timeout, retry: retry,
-                                concurrency: concurrency, options: options, environment: environment)
+        var runAs: RunAs?
+        let user = try reader.string("user")
+        let group = try reader.string("group")
+        if user != nil || group != nil {
+            if case .hook = kind { throw reader.error("user", "user and group apply to exec and pipe subscribers, not hooks") }
+            var uid: UInt32?
+            var gid: UInt32?
+            if let user {
+                guard let entry = UInt32(user).flatMap({ getpwuid($0) }) ?? getpwnam(user) else {
+                    throw reader.error("user", "\"\(user)\" is not a known user")
+                }
+                uid = entry.pointee.pw_uid
+                gid = entry.pointee.pw_gid
+            }
+            if let group {
+                guard let id = Self.gid(group) else { throw reader.error("group", "\"\(group)\" is not a known group") }
+                gid = id
+            }
+            runAs = RunAs(uid: uid, gid: gid)
+        }
+        var subscriber = SubscriberConfig(name: name, kind: kind, types: types, timeout: timeout, retry: retry,
+                                          concurrency: concurrency, options: options, environment: environment)
+        subscriber.runAs = runAs
+        return subscriber
     }
 }
 
@@ -236,6 +315,23 @@ struct TableReader {
         for item in array {
             guard let text = item.string else { throw error(key, "must be an array of strings; found \(item.type)") }
             out.append(text)
+        }
+        return out
+    }
+
+    /// A list of ids: integers or names, as strings.
+    mutating func idList(_ key: String) throws(ConfigError) -> [String]? {
+        guard let value = value(key) else { return nil }
+        guard let array = value.array else { throw error(key, "must be an array of numbers or names, got \(value.type)") }
+        var out: [String] = []
+        for item in array {
+            if let number = item.int, number >= 0 {
+                out.append(String(number))
+            } else if let text = item.string {
+                out.append(text)
+            } else {
+                throw error(key, "must be an array of numbers or names; found \(item.type)")
+            }
         }
         return out
     }

@@ -1,5 +1,8 @@
 import GRDB
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The broker's SQLite database: the outbox and, beside it, the delivery state.
 ///
@@ -26,8 +29,12 @@ public final class Store: Sendable {
             // GRDB puts the WAL writer on synchronous = NORMAL after opening;
             // set what the user asked for on the one writer connection.
             let pragma = durability == .full ? "FULL" : "NORMAL"
+            // A test seam for the disk-full path: HOOKBUS_MAX_PAGE_COUNT caps the
+            // file so SQLite answers SQLITE_FULL (see protocol/STORAGE.md).
+            let maxPages = getenv("HOOKBUS_MAX_PAGE_COUNT").flatMap { Int(String(cString: $0)) }
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(pragma)")
+                if let maxPages { _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(maxPages)") }
                 // Reading the schema fails here on a file that is not a database.
                 _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master")
             }

@@ -57,11 +57,12 @@ public final class Dispatcher: Service {
             switch subscriber.kind {
             case .exec(let argv):
                 kind = "exec"
-                deliverer = ExecDeliverer(argv: argv, timeout: subscriber.timeout, environment: subscriber.environment, logger: logger)
+                deliverer = ExecDeliverer(argv: argv, timeout: subscriber.timeout, environment: subscriber.environment,
+                                         runAs: subscriber.runAs, logger: logger)
             case .pipe(let argv):
                 kind = "pipe"
                 deliverer = PipeDeliverer(name: subscriber.name, argv: argv, environment: subscriber.environment,
-                                          timeout: subscriber.timeout, logger: logger)
+                                          runAs: subscriber.runAs, timeout: subscriber.timeout, logger: logger)
             case .socket:
                 throw ConfigError(file: config.file ?? "(defaults)", key: "subscribers \"\(subscriber.name)\"",
                                   reason: "socket subscribers subscribe on the socket; they are not configured")

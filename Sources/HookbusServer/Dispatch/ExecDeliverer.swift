@@ -16,6 +16,7 @@ struct ExecDeliverer: Deliverer {
     let argv: [String]
     let timeout: Duration
     let environment: [String: String]
+    let runAs: RunAs?
     let logger: Logger
     /// Time between SIGTERM and SIGKILL after a timeout.
     static let killGrace: Duration = .seconds(2)
@@ -36,6 +37,7 @@ struct ExecDeliverer: Deliverer {
         let options: PlatformOptions = {
             var options = PlatformOptions()
             options.processGroupID = 0  // a group of its own, led by the child
+            runAs?.apply(to: &options)
             return options
         }()
         let executable: Executable = argv[0].contains("/") ? .path(.init(argv[0])) : .name(argv[0])
@@ -129,6 +131,15 @@ struct ExecDeliverer: Deliverer {
 final class ChildState: Sendable {
     let pid = Atomic<Int32>(0)
     let timedOut = Atomic<Bool>(false)
+}
+
+extension RunAs {
+    /// Drops privileges in the child: supplementary groups, then group, then user.
+    func apply(to options: inout PlatformOptions) {
+        if let gid { options.groupID = gid }
+        if let uid { options.userID = uid }
+        if uid != nil || gid != nil { options.supplementaryGroups = [] }
+    }
 }
 
 /// The PATH children get: the broker's own, or a safe default.

@@ -30,6 +30,7 @@ final class PipeDeliverer: Deliverer {
     let name: String
     let argv: [String]
     let environment: [String: String]
+    let runAs: RunAs?
     let timeout: Duration
     let logger: Logger
     private let state = Mutex(State())
@@ -39,10 +40,11 @@ final class PipeDeliverer: Deliverer {
     static let restartMax: Duration = .seconds(30)
     static let stableAfter: Duration = .seconds(10)
 
-    init(name: String, argv: [String], environment: [String: String], timeout: Duration, logger: Logger) {
+    init(name: String, argv: [String], environment: [String: String], runAs: RunAs?, timeout: Duration, logger: Logger) {
         self.name = name
         self.argv = argv
         self.environment = environment
+        self.runAs = runAs
         self.timeout = timeout
         self.logger = logger
     }
@@ -144,6 +146,7 @@ final class PipeDeliverer: Deliverer {
         for (key, value) in environment { env[Environment.Key(stringLiteral: key)] = value }
         var options = PlatformOptions()
         options.processGroupID = 0
+        runAs?.apply(to: &options)
         let executable: Executable = argv[0].contains("/") ? .path(.init(argv[0])) : .name(argv[0])
         let (lines, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .unbounded)
         let garbage = GarbageNote()
