@@ -213,21 +213,30 @@ final class SubscriberRunner: Sendable {
             publishStats()
         }
 
-        /// Reads the next events after `scanned`; false if there are none.
+        /// Reads the next events after `scanned` until some match; false if
+        /// the outbox has none left. Events of other types only move `scanned`.
         mutating func refill() -> Bool {
-            guard scanned < runner.signal.last || buffer.isEmpty else { return false }
-            let events: [StoredEvent]
-            do {
-                events = try runner.store.events(after: scanned, limit: SubscriberRunner.fetchBatch)
-            } catch {
-                runner.logger.error("cannot read the outbox", metadata: ["hookbus.error": "\(error)"])
-                return false
+            while true {
+                // Everything up to `known` is committed: the signal is raised after the commit.
+                let known = runner.signal.last
+                guard scanned < known else { return false }
+                let events: [StoredEvent]
+                do {
+                    events = try runner.store.events(after: scanned, limit: SubscriberRunner.fetchBatch)
+                } catch {
+                    runner.logger.error("cannot read the outbox", metadata: ["hookbus.error": "\(error)"])
+                    return false
+                }
+                guard let last = events.last else {
+                    // Seqs used up by duplicates leave gaps; none of them is an event.
+                    scanned = known
+                    return false
+                }
+                scanned = last.seq
+                buffer = events.filter { runner.subscriber.types.matches($0.type) }
+                bufferIndex = 0
+                if !buffer.isEmpty { return true }
             }
-            guard let last = events.last else { return false }
-            scanned = last.seq
-            buffer = events.filter { runner.subscriber.types.matches($0.type) }
-            bufferIndex = 0
-            return !buffer.isEmpty || refill()
         }
 
         mutating func finish(
