@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // The domain: events, validation, wire codec, outbox store, config, retry policy.
@@ -64,6 +65,9 @@ let package = Package(
             dependencies: [
                 "HookbusClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // `hookbus bench`: latency histograms, and the raw SQLite baseline.
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),

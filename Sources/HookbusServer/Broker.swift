@@ -29,6 +29,7 @@ public struct Broker {
         let signal = SeqSignal()
         let limit = config.limits.maxOutboxBytes
         let committer = Committer(store: store, logger: logger, admission: { db in
+            if let damage = store.damage { return damage }
             guard limit > 0 else { return nil }
             let used = try Store.usedBytes(db)
             guard used >= limit else { return nil }

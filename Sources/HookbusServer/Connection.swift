@@ -39,8 +39,10 @@ struct Connection: Sendable {
                     // waits for an ack fails (and is retried), the runner stops.
                     defer {
                         if let subscription {
-                            subscription.deliverer.close()
+                            // Stop first, so the runner starts nothing new once the
+                            // failures of what was waiting come in.
                             subscription.runner.stop()
+                            subscription.deliverer.close()
                         }
                     }
                     for try await batch in inbound {

@@ -19,6 +19,16 @@ public final class StorageService: Service {
     }
 
     public func run() async throws {
+        // A large file was not checked before serving: check it now, beside the work.
+        if (try? FileManagerSize.of(store.path)) ?? 0 > Store.startupCheckLimit {
+            do {
+                if let damage = try await store.checkInBackground() {
+                    logger.critical("database damaged; refusing to publish", metadata: ["hookbus.error": "\(damage)"])
+                }
+            } catch {
+                logger.error("integrity check failed to run", metadata: ["hookbus.error": "\(error)"])
+            }
+        }
         // Wait for shutdown; cancellation (a failing sibling) ends the wait too.
         try? await gracefulShutdown()
         await committer.close()
@@ -30,3 +40,15 @@ public final class StorageService: Service {
         }
     }
 }
+
+enum FileManagerSize {
+    static func of(_ path: String) throws -> Int {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return 0 }
+        return Int(info.st_size)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

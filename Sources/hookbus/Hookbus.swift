@@ -11,7 +11,7 @@ struct Hookbus: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hookbus",
         abstract: "Talk to a hookbus broker.",
-        subcommands: [Publish.self, Tail.self, Replay.self, DeadLetters.self, Stats.self, Ping.self]
+        subcommands: [Publish.self, Tail.self, Replay.self, DeadLetters.self, Stats.self, Ping.self, Bench.self]
     )
 }
 

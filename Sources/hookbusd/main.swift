@@ -54,6 +54,8 @@ struct Hookbusd: AsyncParsableCommand {
             group = try Broker(config: settings, logger: logger).makeServiceGroup {
                 logger.info("ready", metadata: ["hookbus.pid": "\(getpid())"])
             }
+        } catch let error as ConfigError {
+            fail("configuration error: \(error)", code: 78)  // EX_CONFIG
         } catch {
             fail("cannot start: \(error)", code: 1)
         }

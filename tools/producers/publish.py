@@ -28,8 +28,21 @@ def main() -> int:
     parser.add_argument("data", nargs="?", default="null")
     args = parser.parse_args()
 
+    def from_stdin():
+        # A line that is not a JSON object is sent as it is: the broker answers
+        # it with invalid_json / invalid_event, in its place among the replies.
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                yield line.rstrip("\n")
+                continue
+            yield event if isinstance(event, dict) else line.rstrip("\n")
+
     if args.stdin:
-        events = (json.loads(line) for line in sys.stdin if line.strip())
+        events = from_stdin()
     elif args.type:
         events = iter([{"type": args.type, "data": json.loads(args.data)}])
     else:
@@ -54,9 +67,13 @@ def main() -> int:
             refused += 1
 
     for event in events:
-        event.setdefault("source", args.source)
-        event.setdefault("id", str(uuid.uuid4()))
-        stream.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+        if isinstance(event, dict):
+            event.setdefault("source", args.source)
+            event.setdefault("id", str(uuid.uuid4()))
+            line = json.dumps(event, separators=(",", ":"))
+        else:
+            line = event
+        stream.write(line.encode() + b"\n")
         stream.flush()
         outstanding += 1
         if outstanding >= args.window:

@@ -18,6 +18,7 @@ import argparse
 import json
 import socket
 import sys
+import time
 
 
 def main() -> int:
@@ -42,6 +43,15 @@ def main() -> int:
     stream.write(json.dumps(request).encode() + b"\n")
     stream.flush()
     reply = json.loads(stream.readline())
+    # A durable name is held until the broker has seen its previous connection
+    # close; right after a reconnect, ask again for a few seconds.
+    for _ in range(50):
+        if reply.get("ok") or reply.get("error", {}).get("reason") != "subscriber_in_use":
+            break
+        time.sleep(0.1)
+        stream.write(json.dumps(request).encode() + b"\n")
+        stream.flush()
+        reply = json.loads(stream.readline())
     if not reply.get("ok"):
         print(f"subscribe refused: {reply['error']['message']}", file=sys.stderr)
         return 1
@@ -54,7 +64,10 @@ def main() -> int:
         stream.flush()
         seen += 1
         if args.count is not None and seen >= args.count:
-            break
+            return 0
+    if args.count is not None:
+        print(f"the broker closed the connection after {seen} of {args.count} events", file=sys.stderr)
+        return 1
     return 0
 
 

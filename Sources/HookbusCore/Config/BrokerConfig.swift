@@ -74,17 +74,26 @@ public struct SubscriberConfig: Sendable, Equatable {
     /// Run processes as this user and group (numbers, resolved from the names
     /// in the config); nil keeps the broker's.
     public var runAs: RunAs?
+    /// Whether the subscriber's table set `timeout` / its retry keys itself;
+    /// if not, a hook's declared values win over `[defaults]`.
+    public var timeoutSet = false
+    public var retrySet = false
 
+    /// - Parameters:
+    ///   - timeout: nil: a hook's declared timeout, else 30 s.
+    ///   - retry: nil: a hook's declared policy, else the default policy.
     public init(
-        name: String, kind: Kind, types: [TypeFilter], timeout: Duration = .seconds(30),
-        retry: RetryPolicy = RetryPolicy(), concurrency: Int = 1,
+        name: String, kind: Kind, types: [TypeFilter], timeout: Duration? = nil,
+        retry: RetryPolicy? = nil, concurrency: Int = 1,
         options: [String: ConfigValue] = [:], environment: [String: String] = [:]
     ) {
         self.name = name
         self.kind = kind
         self.types = types
-        self.timeout = timeout
-        self.retry = retry
+        self.timeout = timeout ?? .seconds(30)
+        self.retry = retry ?? RetryPolicy()
+        self.timeoutSet = timeout != nil
+        self.retrySet = retry != nil
         self.concurrency = concurrency
         self.options = options
         self.environment = environment

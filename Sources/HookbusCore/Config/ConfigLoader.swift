@@ -221,6 +221,8 @@ public struct ConfigLoader {
             case .failure(let problem): throw reader.error("types", "\"\(text)\": \(problem.reason)")
             }
         }
+        let retrySet = ["max_attempts", "backoff_initial", "backoff_max", "backoff"].contains { reader.has($0) }
+        let timeoutSet = reader.has("timeout")
         let retry = try readRetry(&reader, base: defaults.retry)
         let timeout = try reader.duration("timeout") ?? defaults.timeout
         let concurrency = try reader.int("concurrency", min: 1) ?? defaults.concurrency
@@ -257,7 +259,10 @@ public struct ConfigLoader {
         }
         var subscriber = SubscriberConfig(name: name, kind: kind, types: types, timeout: timeout, retry: retry,
                                           concurrency: concurrency, options: options, environment: environment)
+        // Values from [defaults] count as unset, so a hook's declared ones win.
         subscriber.runAs = runAs
+        subscriber.timeoutSet = timeoutSet
+        subscriber.retrySet = retrySet
         return subscriber
     }
 }
@@ -360,7 +365,7 @@ struct TableReader {
         var out: [TableReader] = []
         for (index, item) in array.enumerated() {
             guard let inner = item.table else { throw error("\(key)[\(index)]", "must be a table, got \(item.type)") }
-            out.append(TableReader(table: inner, file: file, path: "\(key)[\(index)]."))
+            out.append(TableReader(table: inner, file: file, path: "\(path)\(key)[\(index)]."))
         }
         return out
     }

@@ -22,6 +22,10 @@ public enum AttemptResult: Sendable, Equatable {
     case delivered
     /// Try again later (error, timeout, crash, exit 75 ...), until attempts run out.
     case failed(String)
+    /// The subscriber went away mid-delivery (a socket subscriber disconnected):
+    /// it counts as an attempt, and is due again at once, so a subscriber that
+    /// comes back gets its unacknowledged deliveries first, in seq order.
+    case interrupted(String)
     /// The subscriber refused the event for good (exit 65, `"retry":false`): dead-letter it now.
     case rejected(String)
 }

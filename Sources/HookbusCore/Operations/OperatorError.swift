@@ -3,15 +3,17 @@
 public struct OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
     public var reason: String
     public var message: String
+    public var code: ErrorCode
 
-    public init(_ reason: String, _ message: String) {
+    public init(_ reason: String, _ message: String, code: ErrorCode = .badRequest) {
         self.reason = reason
         self.message = message
+        self.code = code
     }
 
     public var description: String { message }
 
-    public var wireError: WireError { WireError(.badRequest, reason, message) }
+    public var wireError: WireError { WireError(code, reason, message) }
 }
 
 /// A subscriber as operator tools see it: its name, kind and type filters.

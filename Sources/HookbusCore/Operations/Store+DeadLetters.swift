@@ -53,10 +53,13 @@ extension Store {
         try pool.write { db in
             let chosen = try Self.selectDeadLetters(db, ids: ids, subscriber: subscriber)
             for letter in chosen {
+                // The attempts start again; their history goes with them, so a
+                // delivery that dies again keeps every error.
                 try db.execute(sql: """
-                    INSERT INTO retries (subscriber, seq, attempt, next_attempt_at, replay) VALUES (?, ?, 0, ?, 1)
+                    INSERT INTO retries (subscriber, seq, attempt, next_attempt_at, last_error, errors, first_failed_at, replay)
+                    VALUES (?, ?, 0, ?, ?, ?, ?, 1)
                     ON CONFLICT (subscriber, seq) DO UPDATE SET next_attempt_at = excluded.next_attempt_at, replay = 1
-                    """, arguments: [letter.subscriber, letter.seq, nowMicros])
+                    """, arguments: [letter.subscriber, letter.seq, nowMicros, letter.lastError, letter.errors, letter.firstFailedAt])
                 try db.execute(sql: "DELETE FROM dead_letters WHERE id = ?", arguments: [letter.id])
             }
             return chosen

@@ -116,6 +116,14 @@ extension Store {
         }
     }
 
+    /// Forgets every live (unnamed) subscription: at startup none is connected.
+    public func forgetEphemeralSubscribers() throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM subscriber_cursors WHERE subscriber LIKE '~%'")
+            try db.execute(sql: "DELETE FROM retries WHERE subscriber LIKE '~%'")
+        }
+    }
+
     /// Forgets an ephemeral subscriber: its cursor and whatever it still owed.
     public func forgetSubscriber(_ name: String) throws {
         try pool.write { db in

@@ -1,35 +1,55 @@
 import GRDB
 
 extension Store {
-    /// Deletes events received before `before` (µs) that every subscriber is
-    /// done with: at or below the cursor of every configured subscriber (named
-    /// in `configured`) and of every socket subscriber, with no retry waiting
-    /// and no dead letter. A subscriber removed from the config no longer holds
-    /// events back. Works in chunks, each its own short transaction, so ingest
-    /// waits for at most one chunk.
+    /// Deletes events received before `before` (µs) that no subscriber still
+    /// owes: an event is owed to a subscriber whose types match it and whose
+    /// cursor is below it (configured subscribers, durable socket subscribers,
+    /// and connected live ones, which take every type here), or while it has a
+    /// retry waiting or a dead letter. A subscriber removed from the config no
+    /// longer holds events back. Works in chunks, each delete its own short
+    /// transaction, so ingest waits for at most one chunk.
     /// - Returns: the number of events deleted.
     @discardableResult
-    public func prune(receivedBefore before: Int64, configured: [String], chunk: Int = 1000) throws -> Int {
-        let placeholders = configured.isEmpty ? "NULL" : Array(repeating: "?", count: configured.count).joined(separator: ",")
-        var total = 0
-        while true {
-            let deleted = try pool.write { db -> Int in
-                let floor = try Int64.fetchOne(db, sql: """
-                    SELECT min(cursor) FROM subscriber_cursors
-                    WHERE subscriber IN (\(placeholders)) OR kind = 'socket' OR subscriber LIKE '~%'
-                    """, arguments: StatementArguments(configured)) ?? Int64.max
-                try db.execute(sql: """
-                    DELETE FROM outbox WHERE seq IN (
-                        SELECT o.seq FROM outbox o
-                        WHERE o.received_at < ? AND o.seq <= ?
-                          AND NOT EXISTS (SELECT 1 FROM retries r WHERE r.seq = o.seq)
-                          AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = o.seq)
-                        ORDER BY o.seq LIMIT ?)
-                    """, arguments: [before, floor, chunk])
-                return db.changesCount
+    public func prune(receivedBefore before: Int64, subscribers configured: [SubscriberInfo], chunk: Int = 1000) throws -> Int {
+        let owners: [(name: String, cursor: Int64, types: [TypeFilter])] = try pool.read { db in
+            let names = Dictionary(configured.map { ($0.name, $0.types) }, uniquingKeysWith: { first, _ in first })
+            return try Row.fetchAll(db, sql: "SELECT subscriber, cursor, kind, types FROM subscriber_cursors").compactMap { row in
+                let name: String = row["subscriber"]
+                let cursor: Int64 = row["cursor"]
+                if let types = names[name] { return (name, cursor, types) }
+                if name.hasPrefix("~") { return (name, cursor, [.all]) }
+                if (row["kind"] as String?) == "socket" { return (name, cursor, Self.decodeFilters(row["types"] ?? "[]")) }
+                return nil
             }
-            total += deleted
-            if deleted < chunk { return total }
+        }
+        var total = 0
+        var after: Int64 = 0
+        while true {
+            let candidates = try pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT o.seq, o.type, o.received_at FROM outbox o WHERE o.seq > ? ORDER BY o.seq LIMIT ?
+                    """, arguments: [after, chunk]).map { (seq: $0["seq"] as Int64, type: $0["type"] as String, received: $0["received_at"] as Int64) }
+            }
+            guard let last = candidates.last else { return total }
+            after = last.seq
+            // Receipt times follow seq; the first young event ends the pass.
+            let old = candidates.prefix { $0.received < before }
+            let free = old.filter { event in !owners.contains { $0.cursor < event.seq && $0.types.matches(event.type) } }.map(\.seq)
+            if !free.isEmpty {
+                let known = owners.map(\.name)
+                total += try pool.write { db -> Int in
+                    let list = free.map(String.init).joined(separator: ",")
+                    // Retry rows of a subscriber no longer configured hold nothing back.
+                    let placeholders = known.isEmpty ? "NULL" : Array(repeating: "?", count: known.count).joined(separator: ",")
+                    try db.execute(sql: """
+                        DELETE FROM outbox WHERE seq IN (\(list))
+                          AND NOT EXISTS (SELECT 1 FROM retries r WHERE r.seq = outbox.seq AND r.subscriber IN (\(placeholders)))
+                          AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = outbox.seq)
+                        """, arguments: StatementArguments(known))
+                    return db.changesCount
+                }
+            }
+            if old.count < candidates.count { return total }
         }
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 /// An exclusive advisory lock on `<path>.lock`, held for the life of a process
 /// that owns a database or a socket, so a second broker refuses to start.
@@ -11,7 +12,7 @@ import Darwin
 /// the kernel drops the lock when the process dies however it dies.
 public final class LockFile: Sendable {
     public let path: String
-    private let descriptor: Int32
+    private let descriptor: Mutex<Int32>
 
     /// Takes the lock or throws `.locked` naming the pid written by the holder.
     public init(path: String, purpose: String) throws(StoreError) {
@@ -30,11 +31,19 @@ public final class LockFile: Sendable {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
-        descriptor = fd
+        descriptor = Mutex(fd)
+    }
+
+    /// Gives the lock up now (it is also given up when the object goes away).
+    public func release() {
+        descriptor.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
     }
 
     deinit {
-        close(descriptor)
+        release()
     }
 }
 

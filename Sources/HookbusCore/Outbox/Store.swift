@@ -1,5 +1,6 @@
 import GRDB
 import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,6 +16,7 @@ public final class Store: Sendable {
     public let durability: Durability
     public let pool: DatabasePool
     private let lock: LockFile?
+    private let damageNote = Mutex<String?>(nil)
 
     public init(path: String, durability: Durability = .full, exclusive: Bool = true) throws(StoreError) {
         self.path = path
@@ -38,18 +40,53 @@ public final class Store: Sendable {
                 // Reading the schema fails here on a file that is not a database.
                 _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master")
             }
+            // A file small enough to read in a blink is checked page by page now;
+            // a larger one is checked in the background (`checkInBackground`).
+            var size = stat()
+            if stat(path, &size) == 0, size.st_size <= Self.startupCheckLimit {
+                if let problem = try Self.quickCheck(pool) { throw Self.damaged(path, problem) }
+            }
             try Migrations.migrator.migrate(pool)
             self.pool = pool
         } catch {
             let failure = StoreError.from(error, path: path)
-            if failure.kind == .corrupt {
-                throw StoreError(.corrupt, "\(path) is not a hookbus database or is damaged (\(failure.message)). "
-                    + "hookbus will not start over on its own: move the file aside to start empty, "
-                    + "or restore it from a backup", sqliteCode: failure.sqliteCode)
+            if failure.kind == .corrupt && !failure.message.contains("will not start over") {
+                throw Self.damaged(path, failure.message, code: failure.sqliteCode)
             }
             throw failure
         }
     }
+
+    /// Databases up to this size get `PRAGMA quick_check` before the broker
+    /// serves them (well under a second); larger ones are checked after start.
+    public static let startupCheckLimit: Int = 64 << 20
+
+    static func damaged(_ path: String, _ detail: String, code: Int32? = nil) -> StoreError {
+        StoreError(.corrupt, "\(path) is not a hookbus database or is damaged (\(detail)). "
+            + "hookbus will not start over on its own: move the file aside to start empty, "
+            + "or restore it from a backup", sqliteCode: code)
+    }
+
+    /// Runs `PRAGMA quick_check`; the first problems found, or nil if the file is sound.
+    static func quickCheck(_ reader: some DatabaseReader) throws -> String? {
+        let lines = try reader.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check(5)") }
+        return lines == ["ok"] ? nil : lines.joined(separator: "; ")
+    }
+
+    /// Checks the whole file; on damage, publishing answers `unavailable` from
+    /// then on (see `damage`) and the message says what to do.
+    public func checkInBackground() async throws -> String? {
+        // On GRDB's reader queue: a long check never holds a cooperative thread.
+        let lines = try await pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check(5)") }
+        guard lines != ["ok"] else { return nil }
+        let problem = lines.joined(separator: "; ")
+        let message = Self.damaged(path, problem).message
+        damageNote.withLock { $0 = message }
+        return message
+    }
+
+    /// Set when a check found the file damaged after start.
+    public var damage: String? { damageNote.withLock { $0 } }
 
     /// The value of `PRAGMA synchronous` on the writer connection (2 = FULL, 1 = NORMAL).
     public func writerSynchronous() throws -> Int {
@@ -58,6 +95,7 @@ public final class Store: Sendable {
 
     /// Closes every connection. Later calls fail.
     public func close() throws {
+        defer { lock?.release() }
         try pool.close()
     }
 }

@@ -18,12 +18,15 @@ protocol Deliverer: Sendable {
     /// Long-running work the deliverer needs (a supervised process, a writer);
     /// runs until cancelled. Most deliverers need none.
     func run() async
+    /// The runner's window filled or freed; `cursor` is where it has settled.
+    func window(full: Bool, cursor: Int64)
 }
 
 extension Deliverer {
     func prepare(_ delivery: Delivery) -> Int { 0 }
     var usesGlobalLimit: Bool { true }
     func run() async {}
+    func window(full: Bool, cursor: Int64) {}
 }
 
 /// The answers of a streamed deliverer (pipe, socket), by delivery number: an

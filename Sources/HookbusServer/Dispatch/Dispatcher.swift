@@ -35,6 +35,8 @@ public final class Dispatcher: Service {
         self.signal = signal
         self.store = store
         (stopped, stopping) = AsyncStream<Never>.makeStream()
+        // Live subscriptions do not outlive their connection, nor a crash.
+        try store.forgetEphemeralSubscribers()
         self.config = config
         self.logger = logger
         let limiter = InflightLimiter(capacity: config.maxInflight)
@@ -47,9 +49,16 @@ public final class Dispatcher: Service {
         }
         // Hooks first, in priority then registration order, so that when one event
         // wakes several hooks they start in that order; then the other subscribers.
-        let hookNames = hooks.ordered(config.subscribers.compactMap { if case .hook = $0.kind { $0.name } else { nil } })
-        let ordered = hookNames.compactMap { name in config.subscribers.first { $0.name == name } }
+        // Hook subscribers sorted by their hook's priority, then its registration
+        // order, then config order (sorted() is stable).
+        let hookSubscribers = config.subscribers.filter { if case .hook = $0.kind { true } else { false } }
+        let rank = { (subscriber: SubscriberConfig) -> (Int, Int) in
+            guard case .hook(let name) = subscriber.kind, let entry = hooks.entry(name) else { return (Int.max, Int.max) }
+            return (entry.type.priority, entry.index)
+        }
+        let ordered = hookSubscribers.sorted { rank($0) < rank($1) }
             + config.subscribers.filter { if case .hook = $0.kind { false } else { true } }
+        let gate = HookStartGate()
         for (index, subscriber) in ordered.enumerated() {
             var subscriber = subscriber
             let deliverer: any Deliverer
@@ -82,8 +91,11 @@ public final class Dispatcher: Service {
                 }
                 var hookLogger = logger
                 hookLogger[metadataKey: "hookbus.hook"] = "\(hookName)"
+                if !subscriber.timeoutSet, let declared = entry.type.timeout { subscriber.timeout = declared }
+                if !subscriber.retrySet, let declared = entry.type.retry { subscriber.retry = declared }
+                let rank = gate.add(types: subscriber.types, position: try store.cursor(for: subscriber.name, initial: try store.lastSeq()))
                 deliverer = HookDeliverer(hook: hook, hookName: hookName, timeout: subscriber.timeout, store: store,
-                                          config: config, logger: hookLogger)
+                                          config: config, logger: hookLogger, gate: gate, rank: rank)
             }
             _ = index
             runners.append(try SubscriberRunner(
@@ -161,10 +173,9 @@ public final class Dispatcher: Service {
             }
         }
         let socket = deliverer(subscriberName)
-        var subscriber = SubscriberConfig(
+        let subscriber = SubscriberConfig(
             name: subscriberName, kind: .socket, types: types, timeout: config.defaults.timeout,
             retry: config.defaults.retry, concurrency: window)
-        if !durable { subscriber.retry.maxAttempts = max(subscriber.retry.maxAttempts, 1) }
         do {
             let start: Int64? = durable ? nil : fromSeq.map { $0 - 1 }
             let lifecycle = self.lifecycle
@@ -178,7 +189,7 @@ public final class Dispatcher: Service {
             return (runner, socket, durable)
         } catch {
             if durable { _ = socketNames.withLock { $0.remove(subscriberName) } }
-            throw OperatorError("storage_failed", "cannot set up subscriber \(subscriberName): \(error)")
+            throw OperatorError("storage_failed", "cannot set up subscriber \(subscriberName): \(error)", code: .unavailable)
         }
     }
 
@@ -225,7 +236,7 @@ public final class Dispatcher: Service {
     private func retain() async {
         let retention = config.retention.milliseconds * 1000
         let interval = Duration.milliseconds(min(max(config.retention.milliseconds / 2, 200), 60_000))
-        let configured = runners.map(\.subscriber.name)
+        let configured = runners.map { SubscriberInfo(name: $0.subscriber.name, kind: $0.kind, types: $0.subscriber.types) }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in self.stopped {}
@@ -233,7 +244,7 @@ public final class Dispatcher: Service {
             group.addTask {
                 while !Task.isCancelled {
                     do {
-                        let pruned = try self.store.prune(receivedBefore: Timestamp.nowMicros() - retention, configured: configured)
+                        let pruned = try self.store.prune(receivedBefore: Timestamp.nowMicros() - retention, subscribers: configured)
                         if pruned > 0 {
                             self.logger.info("retention pruned delivered events", metadata: ["hookbus.events": "\(pruned)"])
                         }

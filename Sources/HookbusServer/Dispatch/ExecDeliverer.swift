@@ -6,7 +6,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// Runs a command once per delivery, as protocol/DELIVERY.md "exec" describes:
+/// Runs a command once per delivery, as protocol/PROTOCOL.md "exec" describes:
 /// the event JSON on stdin, `HOOKBUS_*` in a clean environment, exit 0 =
 /// delivered, 65 = rejected, anything else (75, other codes, a signal, the
 /// timeout) = retry. The child leads a process group of its own; on timeout the

@@ -7,12 +7,23 @@ import Logging
 /// `HookRejection` is dead-lettered at once; one that exceeds its timeout is
 /// cancelled and the attempt fails. Hooks must honour task cancellation.
 struct HookDeliverer: Deliverer {
+    func window(full: Bool, cursor: Int64) {
+        gate.window(rank: rank, full: full, cursor: cursor)
+    }
+
+    func prepare(_ delivery: Delivery) -> Int {
+        if delivery.attempt == 1 && !delivery.replay { gate.launched(rank: rank, seq: delivery.seq) }
+        return 0
+    }
+
     let hook: any Hook
     let hookName: String
     let timeout: Duration
     let store: Store
     let config: BrokerConfig
     let logger: Logger
+    let gate: HookStartGate
+    let rank: Int
 
     func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult {
         var logger = self.logger
@@ -23,9 +34,14 @@ struct HookDeliverer: Deliverer {
             config: config, state: HookState(hook: delivery.subscriber, store: store))
         let hook = self.hook
         let timeout = self.timeout
+        let gate = self.gate
+        let rank = self.rank
+        let ordered = delivery.attempt == 1 && !delivery.replay
+        if ordered { await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type) }
         return await withTaskGroup(of: AttemptResult?.self) { group in
             group.addTask {
                 do {
+                    if ordered { gate.entered(rank: rank, seq: delivery.seq) }
                     try await hook.handle(delivery.event, context: context)
                     return .delivered
                 } catch let rejection as HookRejection {

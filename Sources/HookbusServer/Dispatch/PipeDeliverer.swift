@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// A long-running subscriber process fed over stdin/stdout (the pipe contract
-/// of protocol/DELIVERY.md).
+/// of protocol/PROTOCOL.md).
 ///
 /// The broker starts the command once and keeps it running: it writes one
 /// line per delivery, `{"delivery":<n>,"subscriber":"...","attempt":1,"event":{...}}`,
@@ -142,8 +142,9 @@ final class PipeDeliverer: Deliverer {
 
     /// Runs the process once; returns how it ended, for the log and for the failures.
     private func runOnce() async -> String {
-        var env: [Environment.Key: String] = ["PATH": ProcessInfoPath.path, "HOOKBUS_SUBSCRIBER": name]
+        var env: [Environment.Key: String] = ["PATH": ProcessInfoPath.path]
         for (key, value) in environment { env[Environment.Key(stringLiteral: key)] = value }
+        env["HOOKBUS_SUBSCRIBER"] = name  // the broker's own variables win over configured ones
         var options = PlatformOptions()
         options.processGroupID = 0
         runAs?.apply(to: &options)

@@ -36,7 +36,7 @@ final class SocketDeliverer: Deliverer {
             let id = state.nextID
             state.nextID += 1
             if state.closed {
-                _ = state.book.answer(id, .failed("subscriber \(name) disconnected"))
+                _ = state.book.answer(id, .interrupted("subscriber \(name) disconnected"))
                 return id
             }
             state.book.opened(id)
@@ -103,10 +103,10 @@ final class SocketDeliverer: Deliverer {
     func close() {
         let waiting = state.withLock { state -> [CheckedContinuation<AttemptResult, Never>] in
             state.closed = true
-            return state.book.answerAll(.failed("subscriber \(name) disconnected"))
+            return state.book.answerAll(.interrupted("subscriber \(name) disconnected"))
         }
         queue.finish()
-        for waiter in waiting { waiter.resume(returning: .failed("subscriber \(name) disconnected")) }
+        for waiter in waiting { waiter.resume(returning: .interrupted("subscriber \(name) disconnected")) }
     }
 
     @discardableResult

@@ -153,6 +153,8 @@ final class SubscriberRunner: Sendable {
         var stopping = false
         /// More retry rows are stored than were loaded (a large replay).
         var retriesTruncated = false
+        /// Seqs with a stored retry row that were in flight when rows were read.
+        var reloadAfter = Set<Int64>()
         var nextTick: Int64 = .max
 
         init(runner: SubscriberRunner, cursor: Int64) {
@@ -170,8 +172,13 @@ final class SubscriberRunner: Sendable {
             do {
                 let rows = try runner.store.retries(for: runner.subscriber.name, limit: limit)
                 retriesTruncated = rows.count == limit
-                for row in rows where !retryInFlight.contains(row.seq) && !firstInFlight.contains(row.seq) {
-                    waiting[row.seq] = row
+                for row in rows {
+                    if retryInFlight.contains(row.seq) || firstInFlight.contains(row.seq) {
+                        // Replayed while in flight: read it again once this attempt ends.
+                        reloadAfter.insert(row.seq)
+                    } else {
+                        waiting[row.seq] = row
+                    }
                 }
             } catch {
                 runner.logger.error("cannot load retries", metadata: ["hookbus.error": "\(error)"])
@@ -203,6 +210,9 @@ final class SubscriberRunner: Sendable {
                 firstInFlight.insert(event.seq)
                 runner.launch(Delivery(subscriber: config.name, event: event, attempt: 1, replay: false), wasRetry: false, in: &group)
             }
+            // A full window (a retry holding the line, say) must not hold the cursor
+            // below events of other types: read ahead to the next one it takes.
+            if occupancy >= config.concurrency && bufferIndex >= buffer.count { _ = refill() }
             // Wake up for the earliest retry still waiting for its time.
             if let earliest = waiting.values.lazy.map(\.nextAttemptAt).min(), earliest > now,
                earliest < nextTick || nextTick <= now {
@@ -252,7 +262,7 @@ final class SubscriberRunner: Sendable {
                 runner.stats.recordDelivered(micros: micros)
                 if wasRetry { ops.append(.clearRetry(subscriber: name, seq: seq)) }
                 runner.logger.debug("delivered", metadata: ["hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)"])
-            case .failed(let error), .rejected(let error):
+            case .failed(let error), .rejected(let error), .interrupted(let error):
                 runner.stats.recordFailure(error, at: now)
                 var reason: DeadLetterReason?
                 if case .rejected = result { reason = .rejected }
@@ -266,7 +276,8 @@ final class SubscriberRunner: Sendable {
                         "hookbus.error": "\(error)",
                     ])
                 } else {
-                    let delay = runner.subscriber.retry.delay(afterAttempt: attempt, unit: Double.random(in: 0..<1))
+                    var delay = runner.subscriber.retry.delay(afterAttempt: attempt, unit: Double.random(in: 0..<1))
+                    if case .interrupted = result { delay = .zero }
                     let next = now + delay.milliseconds * 1000
                     ops.append(.scheduleRetry(subscriber: name, seq: seq, attempt: attempt, nextAttemptAt: next,
                                               error: error, replay: replay))
@@ -277,6 +288,7 @@ final class SubscriberRunner: Sendable {
                     ])
                 }
             }
+            if reloadAfter.remove(seq) != nil && !stopping { loadRetries() }
             advanceCursor()
             publishStats()
         }
@@ -294,6 +306,7 @@ final class SubscriberRunner: Sendable {
         }
 
         func publishStats() {
+            runner.deliverer.window(full: occupancy >= runner.subscriber.concurrency, cursor: cursor)
             let retrying = waiting.count + retryInFlight.count
             let inFlight = self.inFlight
             let cursor = self.cursor

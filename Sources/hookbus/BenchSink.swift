@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import HookbusCore
+import Histogram
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A pipe subscriber for benchmarks: answers every delivery at once and,
+/// with `--report`, keeps a file with the publish-to-delivery latency of the
+/// `hookbus bench` events it got (from the send time each one carries).
+///
+///     [[subscribers]]
+///     name = "bench-pipe"
+///     types = ["bench.*"]
+///     pipe = ["hookbus", "bench", "sink", "--report", "/tmp/bench/pipe.json"]
+///
+/// `hookbus bench --e2e-report /tmp/bench/pipe.json` waits for that file to
+/// count the run's events and reports its latencies.
+struct BenchSink: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sink",
+        abstract: "A pipe subscriber that acks every delivery and records publish-to-delivery latency.")
+
+    @Option(help: "Write the latency report (JSON) to this file, refreshed as deliveries arrive.")
+    var report: String?
+
+    func run() throws {
+        var inbox = BenchInbox()
+        var latency = BenchLatency.histogram()
+        var received = 0
+        var written = 0
+        var lastWrite: UInt64 = 0
+        var answers: [UInt8] = []
+        let prefix = Array(#"{"delivery":"#.utf8)
+        signal(SIGPIPE, SIG_IGN)
+        while true {
+            var entry = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&entry, 1, 200)
+            if ready > 0 {
+                let count = inbox.receive { read(0, $0.baseAddress, $0.count) }
+                if count == 0 { break }
+                if count < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    break
+                }
+                let now = BenchClock.realtime()
+                answers.removeAll(keepingCapacity: true)
+                inbox.parse { bytes in
+                    var start = 0
+                    while let newline = memchrIndex(0x0A, in: bytes, from: start) {
+                        let line = UnsafeRawBufferPointer(rebasing: bytes[start..<newline])
+                        start = newline + 1
+                        guard line.starts(with: prefix) else { continue }
+                        answers.append(contentsOf: prefix)
+                        var index = prefix.count
+                        while index < line.count, line[index] >= UInt8(ascii: "0"), line[index] <= UInt8(ascii: "9") {
+                            answers.append(line[index])
+                            index += 1
+                        }
+                        answers.append(contentsOf: #","ok":true}"#.utf8)
+                        answers.append(0x0A)
+                        if let sentAt = BenchEvent.sentAt(in: line) {
+                            received += 1
+                            latency.record(now > sentAt ? now - sentAt : 0)
+                        }
+                    }
+                    return start
+                }
+                if !answers.isEmpty && !Self.writeAll(answers) { break }
+            } else if ready < 0 && errno != EINTR {
+                break
+            }
+            // The report is refreshed at most every 100 ms, and on every quiet poll.
+            let now = BenchClock.monotonic()
+            if let report, received != written, ready == 0 || now - lastWrite > 100_000_000 {
+                Self.write(report: report, BenchLatencySummary(latency))
+                written = received
+                lastWrite = now
+            }
+        }
+        if let report { Self.write(report: report, BenchLatencySummary(latency)) }
+    }
+
+    private static func writeAll(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress! + offset, $0.count - offset) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { return false }
+            offset += count
+        }
+        return true
+    }
+
+    /// Writes the report next to its place, then renames it, so a reader never sees half a file.
+    private static func write(report path: String, _ summary: BenchLatencySummary) {
+        var out = JSONWriter(capacity: 160)
+        out.beginObject()
+        out.key("received"); out.int(summary.count)
+        out.key("p50"); out.double(BenchLatencySummary.rounded(summary.p50))
+        out.key("p99"); out.double(BenchLatencySummary.rounded(summary.p99))
+        out.key("p999"); out.double(BenchLatencySummary.rounded(summary.p999))
+        out.key("max"); out.double(BenchLatencySummary.rounded(summary.max))
+        out.endObject()
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(out.bytes)) else { return }
+        rename(temporary, path)
+    }
+}
