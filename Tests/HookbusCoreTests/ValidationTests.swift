@@ -307,7 +307,7 @@ struct ValidationTests {
         (#"smile.\ud83d\ude00"#, "smile.😀"),
         (#"a\/b\\c\"d"#, #"a/b\c"d"#),
         ("café.raw", "café.raw"),
-        (#"tab\there"#, "tab\there"),
+        (#"nbsp\u00a0here"#, "nbsp\u{a0}here"),
     ])
     func escapedType(_ raw: String, decoded: String) throws {
         let event = try #require(decode(#"{"type":"\#(raw)"}"#).event)

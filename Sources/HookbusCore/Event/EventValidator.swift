@@ -90,18 +90,36 @@ public struct EventValidator: Sendable {
                 return WireError(.invalidEvent, "wrong_type", attribute: name,
                                  "attribute '\(name)' must be a string, got \(member.kind.rawValue)")
             }
-            return nil
+            return Self.checkCharacters(member)
         }
         guard Self.isExtensionName(name) else {
             return WireError(.invalidEvent, "bad_extension_name", attribute: name,
                              "extension attribute name '\(Self.clip(name))' must be 1 to 20 characters of a-z and 0-9")
         }
         switch member.kind {
-        case .string, .number, .boolean: return nil
+        case .string: return Self.checkCharacters(member)
+        case .number, .boolean: return nil
         default:
             return WireError(.invalidEvent, "wrong_type", attribute: name,
                              "extension attribute '\(name)' must be a string, number or boolean, got \(member.kind.rawValue)")
         }
+    }
+
+    /// CloudEvents forbids control characters (U+0000–U+001F, U+007F–U+009F)
+    /// in attribute strings: they would cut or split what subscribers see
+    /// (environment variables, log lines).
+    static func checkCharacters(_ member: JSONMember) -> WireError? {
+        guard let text = member.string else { return nil }
+        for scalar in text.unicodeScalars where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+            return WireError(.invalidEvent, "bad_character", attribute: member.key,
+                             "attribute '\(member.key)' contains the control character U+\(hex4(scalar.value)), which CloudEvents forbids")
+        }
+        return nil
+    }
+
+    private static func hex4(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 
     static func isExtensionName(_ name: String) -> Bool {

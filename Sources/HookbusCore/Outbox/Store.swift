@@ -27,6 +27,23 @@ public final class Store: Sendable {
         configuration.label = "hookbus"
         configuration.maximumReaderCount = 4
         do {
+            // Look before writing anything: GRDB's pool setup writes to the file,
+            // so an existing file is read through a plain connection first.
+            var size = stat()
+            if stat(path, &size) == 0 {
+                var plain = Configuration()
+                plain.label = "hookbus-check"
+                let queue = try DatabaseQueue(path: path, configuration: plain)
+                // Reading the schema fails here on a file that is not a database.
+                _ = try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
+                // A file small enough to read in a blink is checked page by page now;
+                // a larger one is checked in the background (`checkInBackground`).
+                if size.st_size <= Self.startupCheckLimit, let problem = try Self.quickCheck(queue) {
+                    try queue.close()
+                    throw Self.damaged(path, problem)
+                }
+                try queue.close()
+            }
             let pool = try DatabasePool(path: path, configuration: configuration)
             // GRDB puts the WAL writer on synchronous = NORMAL after opening;
             // set what the user asked for on the one writer connection.
@@ -37,14 +54,6 @@ public final class Store: Sendable {
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(pragma)")
                 if let maxPages { _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(maxPages)") }
-                // Reading the schema fails here on a file that is not a database.
-                _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master")
-            }
-            // A file small enough to read in a blink is checked page by page now;
-            // a larger one is checked in the background (`checkInBackground`).
-            var size = stat()
-            if stat(path, &size) == 0, size.st_size <= Self.startupCheckLimit {
-                if let problem = try Self.quickCheck(pool) { throw Self.damaged(path, problem) }
             }
             try Migrations.migrator.migrate(pool)
             self.pool = pool
@@ -63,8 +72,8 @@ public final class Store: Sendable {
 
     static func damaged(_ path: String, _ detail: String, code: Int32? = nil) -> StoreError {
         StoreError(.corrupt, "\(path) is not a hookbus database or is damaged (\(detail)). "
-            + "hookbus will not start over on its own: move the file aside to start empty, "
-            + "or restore it from a backup", sqliteCode: code)
+            + "hookbus will not start over on its own: move the file aside (with its -wal and -shm files) "
+            + "to start empty, or restore it from a backup", sqliteCode: code)
     }
 
     /// Runs `PRAGMA quick_check`; the first problems found, or nil if the file is sound.
@@ -96,6 +105,9 @@ public final class Store: Sendable {
     /// Closes every connection. Later calls fail.
     public func close() throws {
         defer { lock?.release() }
+        // Fold the WAL into the main file, so a stopped broker leaves one
+        // self-contained file (a copy of it alone is a whole backup).
+        _ = try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         try pool.close()
     }
 }

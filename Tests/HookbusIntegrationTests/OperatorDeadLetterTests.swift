@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+/// `hookbus dlq list|show|retry|purge` on the dead letters of a real exec
+/// subscriber whose script fails until it is "fixed".
+@Suite("Operator: hookbus dlq")
+struct OperatorDeadLetterTests {
+    /// An exec subscriber that logs every run as "<seq> <attempt> <replay>" and
+    /// fails until the marker file exists: a bug in a script, then its fix.
+    static let gate = """
+        #!/bin/sh
+        cat > /dev/null
+        echo "$HOOKBUS_SEQ $HOOKBUS_ATTEMPT ${HOOKBUS_REPLAY:-0}" >> "$GATE_LOG"
+        if [ -f "$GATE_FIXED" ]; then exit 0; fi
+        echo "gate.sh: not fixed yet (seq $HOOKBUS_SEQ)" >&2
+        exit 1
+        """
+
+    static func writeGate(in scratch: ScratchDirectory) throws {
+        let path = try scratch.write("gate.sh", gate)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+    }
+
+    @Test("dlq list shows dead letters; show has the event and every error; retry delivers once the script is fixed; purge removes; unknown ids are refused")
+    func lifecycle() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        try Self.writeGate(in: scratch)
+        let bed = try await OperatorBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "gate"
+            types = ["job.*"]
+            exec = ["{dir}/gate.sh"]
+            max_attempts = 2
+            env = { GATE_LOG = "{dir}/gate.log", GATE_FIXED = "{dir}/fixed" }
+            """)
+        let seqs = try await bed.publish([
+            EventLine.make(type: "job.run", source: "jobs", id: "j-1", data: #"{"n":1}"#),
+            EventLine.make(type: "job.run", source: "jobs", id: "j-2", data: #"{"n":2}"#),
+        ])
+        try await bed.waitUntil("two dead letters for gate") { try bed.ledger().deadLetters("gate").count == 2 }
+
+        // list, as a table and as JSON.
+        let table = try await bed.cli("dlq", "list")
+        #expect(table.status == 0, "\(table)")
+        #expect(table.stdoutLines.first?.hasPrefix("ID  SUBSCRIBER  SEQ  TYPE") == true, "\(table)")
+        for seq in seqs {
+            #expect(table.stdoutLines.contains { $0.contains(" gate ") && $0.contains(" \(seq) ") && $0.contains("max_attempts") }, "\(table)")
+        }
+        let listed = try #require(try await bed.cliJSON("dlq", "list") as? [[String: Any]])
+        try #require(listed.count == 2, "\(listed)")
+        #expect(listed.map { JSONText.int($0["seq"]) } == seqs)
+        #expect(listed.allSatisfy { $0["subscriber"] as? String == "gate" && JSONText.int($0["attempts"]) == 2 && $0["reason"] as? String == "max_attempts" })
+        #expect(listed.map { $0["event_id"] as? String } == ["j-1", "j-2"])
+        let ids = listed.compactMap { JSONText.int($0["id"]) }
+        try #require(ids.count == 2)
+        let (fixedID, purgedID) = (ids[0], ids[1])
+        let otherJSON = try await bed.cliJSON("dlq", "list", "--subscriber", "other")
+        #expect((otherJSON as? [Any])?.isEmpty == true, "\(otherJSON)")
+        let none = try await bed.cli("dlq", "list", "--subscriber", "other")
+        #expect(none.status == 0 && none.stdout == "no dead letters for other\n", "\(none)")
+
+        // show: the stored event and both attempts' errors.
+        let shown = try #require(try await bed.cliJSON("dlq", "show", "\(fixedID)") as? [String: Any])
+        let event = try #require(shown["event"] as? [String: Any])
+        #expect(event["id"] as? String == "j-1" && event["type"] as? String == "job.run" && event["source"] as? String == "jobs")
+        #expect(JSONText.int((event["data"] as? [String: Any])?["n"]) == 1)
+        let errors = try #require(shown["errors"] as? [[String: Any]])
+        #expect(errors.map { JSONText.int($0["attempt"]) } == [1, 2], "\(errors)")
+        #expect(errors.allSatisfy { ($0["error"] as? String)?.contains("gate.sh: not fixed yet (seq \(seqs[0]))") == true }, "\(errors)")
+        #expect((shown["last_error"] as? String)?.contains("not fixed yet") == true)
+        let human = try await bed.cli("dlq", "show", "\(fixedID)")
+        #expect(human.status == 0 && human.stdout.contains("seq: \(seqs[0])") && human.stdout.contains("attempt 2 at "), "\(human)")
+        #expect(human.stdout.contains("event:") && human.stdout.contains("\"j-1\""), "\(human)")
+
+        // Unknown ids: exit 1 and a message naming the id; nothing changes.
+        let unknownShow = try await bed.cli("dlq", "show", "9999")
+        #expect(unknownShow.status == 1 && unknownShow.stderr == "hookbus: bad_request: no dead letter with id 9999\n", "\(unknownShow)")
+        let unknownRetry = try await bed.cli("dlq", "retry", "\(fixedID)", "9999")
+        #expect(unknownRetry.status == 1 && unknownRetry.stderr.contains("no dead letter with id 9999; nothing was changed"), "\(unknownRetry)")
+        #expect(try bed.ledger().deadLetters("gate").count == 2, "a refused retry changes nothing")
+
+        // Fix the script, retry the first: delivered once, as a replay, and no longer a dead letter.
+        try #require(FileManager.default.createFile(atPath: scratch.path("fixed"), contents: nil))
+        let retried = try await bed.cli("dlq", "retry", "\(fixedID)")
+        #expect(retried.status == 0 && retried.stdout == "queued 1 dead letter(s) for delivery\n", "\(retried)")
+        try await bed.waitUntil("the retried dead letter delivered") { bed.lines("gate.log").contains("\(seqs[0]) 1 1") }
+        try await bed.waitUntil("gate settled") { try bed.ledger().retries("gate").isEmpty }
+        let remaining = try #require(try await bed.cliJSON("dlq", "list") as? [[String: Any]])
+        #expect(remaining.compactMap { JSONText.int($0["id"]) } == [purgedID], "\(remaining)")
+
+        // Purge the other: gone for good, never delivered.
+        let purged = try await bed.cli("dlq", "purge", "\(purgedID)")
+        #expect(purged.status == 0 && purged.stdout == "purged 1 dead letter(s)\n", "\(purged)")
+        let empty = try await bed.cli("dlq", "list")
+        #expect(empty.status == 0 && empty.stdout == "no dead letters\n", "\(empty)")
+        let nothing = try await bed.cli("dlq", "purge", "--all")
+        #expect(nothing.status == 1 && nothing.stderr == "hookbus: bad_request: there are no dead letters\n", "\(nothing)")
+        #expect(try bed.ledger().retries("gate").isEmpty)
+
+        // The script ran: twice per event while broken, once more for the retried one.
+        #expect(bed.lines("gate.log").sorted() == ["\(seqs[0]) 1 0", "\(seqs[0]) 2 0", "\(seqs[0]) 1 1", "\(seqs[1]) 1 0", "\(seqs[1]) 2 0"].sorted(),
+                "\(bed.lines("gate.log"))")
+        let stats = try #require(try bed.stats()["gate"])
+        #expect(stats.delivered == 1 && stats.dead == 0 && stats.retrying == 0, "\(stats)")
+    }
+}

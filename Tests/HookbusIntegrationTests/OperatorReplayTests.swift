@@ -1,0 +1,195 @@
+import Foundation
+import Testing
+
+/// `hookbus replay`, through the running broker and offline on a stopped
+/// broker's database, with two exec subscribers that record every delivery
+/// (tools/examples/record.sh: seq, attempt, HOOKBUS_REPLAY).
+@Suite("Operator: hookbus replay")
+struct OperatorReplayTests {
+    /// alpha takes every order event; beta new orders and user events.
+    static let subscribers = """
+        [[subscribers]]
+        name = "alpha"
+        types = ["order.*"]
+        exec = ["{examples}/record.sh"]
+        env = { RECORD_DIR = "{dir}/rec" }
+
+        [[subscribers]]
+        name = "beta"
+        types = ["order.created", "user.*"]
+        exec = ["{examples}/record.sh"]
+        env = { RECORD_DIR = "{dir}/rec" }
+        """
+
+    /// What each subscriber has been handed so far, to compare with the logs.
+    struct Expected {
+        var alpha: [RecordedDelivery] = []
+        var beta: [RecordedDelivery] = []
+    }
+
+    /// Waits until both logs have as many deliveries as expected and nothing is
+    /// left to retry, then checks they hold exactly the expected ones.
+    static func check(_ bed: DispatchBed, _ expected: Expected, _ step: String) async throws {
+        try await bed.waitUntil("\(step): alpha \(expected.alpha.count) and beta \(expected.beta.count) deliveries, settled") {
+            let ledger = try bed.ledger()
+            return try bed.recorded("alpha").count >= expected.alpha.count && bed.recorded("beta").count >= expected.beta.count
+                && ledger.retries("alpha").isEmpty && ledger.retries("beta").isEmpty
+        }
+        #expect(tally(bed.recorded("alpha")) == tally(expected.alpha), "\(step): alpha got \(bed.recorded("alpha"))")
+        #expect(tally(bed.recorded("beta")) == tally(expected.beta), "\(step): beta got \(bed.recorded("beta"))")
+    }
+
+    /// The per-subscriber seqs of a `replay --json` reply.
+    static func planned(_ reply: [String: Any]) -> [String: [Int64]] {
+        var out: [String: [Int64]] = [:]
+        for entry in reply["subscribers"] as? [[String: Any]] ?? [] {
+            out[entry["name"] as? String ?? ""] = JSONText.ints(entry["seqs"])
+        }
+        return out
+    }
+
+    @Test("replay by seq range, by type and by subscriber re-delivers exactly the selected events, marked as replays; --dry-run changes nothing")
+    func selections() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await OperatorBed.start(in: scratch, subscribers: Self.subscribers)
+        let seqs = try await bed.publish([
+            EventLine.make(type: "order.created", source: "shop", id: "o-1"),
+            EventLine.make(type: "order.paid", source: "shop", id: "o-2"),
+            EventLine.make(type: "user.joined", source: "shop", id: "u-3"),
+            EventLine.make(type: "order.created", source: "shop", id: "o-4"),
+            EventLine.make(type: "misc.other", source: "shop", id: "m-5"),
+        ])
+        let (created1, paid, joined, created4, other) = (seqs[0], seqs[1], seqs[2], seqs[3], seqs[4])
+        func first(_ seq: Int64) -> RecordedDelivery { RecordedDelivery(seq: seq, replay: false) }
+        func again(_ seq: Int64) -> RecordedDelivery { RecordedDelivery(seq: seq, replay: true) }
+        var expected = Expected(alpha: [first(created1), first(paid), first(created4)],
+                                beta: [first(created1), first(joined), first(created4)])
+        try await Self.check(bed, expected, "first deliveries")
+
+        // By seq range: each subscriber gets the events of the range it takes.
+        let range = try #require(try await bed.cliJSON("replay", "--from-seq", "\(paid)", "--to-seq", "\(joined)") as? [String: Any])
+        #expect(Self.planned(range) == ["alpha": [paid], "beta": [joined]], "\(range)")
+        #expect(JSONText.int(range["events"]) == 2 && JSONText.int(range["deliveries"]) == 2 && range["dry_run"] as? Bool == false)
+        expected.alpha.append(again(paid))
+        expected.beta.append(again(joined))
+        try await Self.check(bed, expected, "replay by seq range")
+
+        // By type, with the human output.
+        let byType = try await bed.cli("replay", "--type", "order.created")
+        #expect(byType.status == 0, "\(byType)")
+        #expect(byType.stdoutLines == ["replayed 4 deliveries of 2 event(s)", "  alpha: 2 (seq \(created1),\(created4))",
+                                       "  beta: 2 (seq \(created1),\(created4))"], "\(byType)")
+        expected.alpha += [again(created1), again(created4)]
+        expected.beta += [again(created1), again(created4)]
+        try await Self.check(bed, expected, "replay by type")
+
+        // By subscriber: only beta, every event from the first on that it takes.
+        let bySubscriber = try #require(try await bed.cliJSON("replay", "--subscriber", "beta", "--from-seq", "\(created1)") as? [String: Any])
+        #expect(Self.planned(bySubscriber) == ["beta": [created1, joined, created4]], "\(bySubscriber)")
+        expected.beta += [again(created1), again(joined), again(created4)]
+        try await Self.check(bed, expected, "replay by subscriber")
+
+        // --dry-run says what would happen and queues nothing.
+        let dry = try #require(try await bed.cliJSON("replay", "--dry-run", "--from-seq", "\(created1)", "--to-seq", "\(other)") as? [String: Any])
+        #expect(dry["dry_run"] as? Bool == true)
+        #expect(Self.planned(dry) == ["alpha": [created1, paid, created4], "beta": [created1, joined, created4]], "\(dry)")
+        #expect(try bed.ledger().retries("alpha").isEmpty && bed.ledger().retries("beta").isEmpty, "a dry run queues no retry")
+        let human = try await bed.cli("replay", "--dry-run", "--subscriber", "alpha", "--type", "order.paid")
+        #expect(human.status == 0 && human.stdoutLines == ["would replay 1 deliveries of 1 event(s)", "  alpha: 1 (seq \(paid))"], "\(human)")
+        // A later event goes through both subscribers; nothing from the dry runs comes with it.
+        let sentinel = try await bed.publish(EventLine.make(type: "order.created", source: "shop", id: "o-6"))
+        expected.alpha.append(first(sentinel))
+        expected.beta.append(first(sentinel))
+        try await Self.check(bed, expected, "after the dry runs")
+        try await bed.waitUntil("alpha and beta settled through \(sentinel)") {
+            try bed.ledger().settled("alpha", through: sentinel) && bed.ledger().settled("beta", through: sentinel)
+        }
+        #expect(tally(bed.recorded("alpha")) == tally(expected.alpha), "\(bed.recorded("alpha"))")
+        #expect(tally(bed.recorded("beta")) == tally(expected.beta), "\(bed.recorded("beta"))")
+        #expect((bed.recorded("alpha") + bed.recorded("beta")).allSatisfy { $0.attempt == 1 })
+    }
+
+    @Test("replay refuses an unknown subscriber and an empty selection with exit status 1 and says why")
+    func refusals() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await OperatorBed.start(in: scratch, subscribers: Self.subscribers)
+        let seq = try await bed.publish(EventLine.make(type: "misc.other", source: "shop", id: "m-1"))
+
+        let unknown = try await bed.cli("replay", "--subscriber", "nobody")
+        #expect(unknown.status == 1, "\(unknown)")
+        #expect(unknown.stderr == "hookbus: bad_request: no subscriber named \"nobody\"; known: alpha, beta\n", "\(unknown)")
+        let noEvents = try await bed.cli("replay", "--from-seq", "\(seq + 1000)")
+        #expect(noEvents.status == 1 && noEvents.stderr == "hookbus: bad_request: no stored event matches the selection\n", "\(noEvents)")
+        let noTaker = try await bed.cli("replay", "--type", "misc.other")
+        #expect(noTaker.status == 1, "\(noTaker)")
+        #expect(noTaker.stderr.contains("1 event(s) match the selection but no selected subscriber takes their types"), "\(noTaker)")
+        let badTime = try await bed.cli("replay", "--since", "yesterday")
+        #expect(badTime.status != 0 && badTime.stderr.contains("not an RFC 3339 time"), "\(badTime)")
+        #expect(try bed.ledger().retries("alpha").isEmpty && bed.ledger().retries("beta").isEmpty)
+    }
+
+    @Test("offline replay on a stopped broker's database queues the deliveries, which run when it starts; refused while the broker runs")
+    func offline() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await OperatorBed.start(in: scratch, subscribers: Self.subscribers)
+        let seqs = try await bed.publish([
+            EventLine.make(type: "order.created", source: "shop", id: "o-1"),
+            EventLine.make(type: "order.paid", source: "shop", id: "o-2"),
+            EventLine.make(type: "user.joined", source: "shop", id: "u-3"),
+        ])
+        var expected = Expected(alpha: [RecordedDelivery(seq: seqs[0], replay: false), RecordedDelivery(seq: seqs[1], replay: false)],
+                                beta: [RecordedDelivery(seq: seqs[0], replay: false), RecordedDelivery(seq: seqs[2], replay: false)])
+        try await Self.check(bed, expected, "first deliveries")
+        let hookbus = try TestBinaries.hookbus()
+        let config = scratch.path("hookbus.toml")
+        let database = bed.broker.databasePath
+        func offline(_ arguments: String...) async throws -> ToolResult {
+            try await ToolRun.run(hookbus, ["replay", "--db", database, "--config", config] + arguments, scratch: scratch)
+        }
+
+        // The running broker holds the database: offline replay is refused and points at --socket.
+        let busy = try await offline("--from-seq", "\(seqs[1])")
+        #expect(busy.status == 1, "\(busy)")
+        #expect(busy.stderr.contains("is in use by another hookbusd (pid \(bed.broker.pid))") && busy.stderr.contains("use --socket"), "\(busy)")
+
+        #expect(try await bed.broker.stop() == 0)
+        // A dry run on the stopped database changes nothing.
+        let dry = try await offline("--from-seq", "\(seqs[1])", "--dry-run", "--json")
+        #expect(dry.status == 0, "\(dry)")
+        #expect(Self.planned(try JSONText.object(dry.stdout)) == ["alpha": [seqs[1]], "beta": [seqs[2]]], "\(dry)")
+        #expect(try bed.ledger().retries("alpha").isEmpty && bed.ledger().retries("beta").isEmpty)
+
+        let queued = try await offline("--from-seq", "\(seqs[1])")
+        #expect(queued.status == 0, "\(queued)")
+        #expect(queued.stdoutLines.first == "replayed 2 deliveries of 2 event(s) (queued; they run when the broker starts)", "\(queued)")
+        #expect(try bed.ledger().retries("alpha").map(\.seq) == [seqs[1]])
+        #expect(try bed.ledger().retries("beta").map(\.seq) == [seqs[2]])
+        #expect(bed.recorded("alpha").count == 2 && bed.recorded("beta").count == 2, "nothing runs while the broker is stopped")
+
+        try await bed.broker.restart()
+        expected.alpha.append(RecordedDelivery(seq: seqs[1], replay: true))
+        expected.beta.append(RecordedDelivery(seq: seqs[2], replay: true))
+        try await Self.check(bed, expected, "after the restart")
+    }
+}
+
+/// Every subcommand says so, with exit status 69, when no broker listens.
+@Suite("Operator: broker unreachable")
+struct OperatorUnreachableTests {
+    @Test("exit 69 and a message naming the socket", arguments: [
+        ["replay", "--from-seq", "1"], ["stats"], ["stats", "--json"], ["tail"], ["dlq", "list"], ["dlq", "show", "1"],
+        ["dlq", "retry", "--all"], ["dlq", "purge", "1"],
+    ])
+    func unreachable(_ arguments: [String]) async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let socket = scratch.path("nobody.sock")
+        let result = try await ToolRun.run(try TestBinaries.hookbus(), arguments + ["--socket", socket], scratch: scratch)
+        #expect(result.status == 69 && !result.signaled, "\(result)")
+        #expect(result.stderr.hasPrefix("hookbus: cannot connect to hookbusd at \(socket)"), "\(result)")
+        #expect(result.stdout.isEmpty, "\(result)")
+    }
+}

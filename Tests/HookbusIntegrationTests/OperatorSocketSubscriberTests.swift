@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+/// Durable socket subscribers (DESIGN.md "Wire protocol"): a named subscription
+/// keeps its place in SQLite, one connection holds the name at a time, and what
+/// was not acknowledged when the client went away is delivered again.
+@Suite("Operator: durable socket subscribers")
+struct OperatorSocketSubscriberTests {
+    @Test("a durable subscriber that disconnects with unacked deliveries gets them again (attempt 2) on reconnect, then the live stream; a second connection with its name is refused")
+    func redeliveredOnReconnect() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await OperatorBed.start(in: scratch, subscribers: "")
+        let socket = bed.broker.socketPath
+        let types = ["client.*"]
+
+        let first = try SocketSession(socket)
+        let accepted = try await onThread { try first.subscribe(name: "idx", types: types, window: 4) }
+        try #require(accepted.ok, "\(accepted)")
+        let reply = try JSONText.object(accepted.line)
+        #expect(reply["op"] as? String == "subscribe" && reply["subscriber"] as? String == "idx")
+        #expect(reply["durable"] as? Bool == true && JSONText.int(reply["window"]) == 4)
+        let startCursor = try #require(JSONText.int(reply["cursor"]))
+
+        // While the first connection holds "idx", a second one is refused, and says why.
+        let refused = try await onThread { try SocketSession(socket).subscribe(name: "idx", types: types, window: 4) }
+        #expect(!refused.ok && refused.code == "bad_request" && refused.reason == "subscriber_in_use", "\(refused)")
+        #expect(refused.message?.contains("already connected on another connection") == true, "\(refused)")
+
+        let seqs = try await bed.publish([
+            EventLine.make(type: "client.added", source: "fleet", id: "a"),
+            EventLine.make(type: "other.thing", source: "fleet", id: "skip"),
+            EventLine.make(type: "client.renamed", source: "fleet", id: "b"),
+            EventLine.make(type: "client.removed", source: "fleet", id: "c"),
+        ])
+        #expect(seqs.allSatisfy { $0 > startCursor }, "a new durable subscriber starts after what was stored: \(startCursor), \(seqs)")
+        let wanted = [seqs[0], seqs[2], seqs[3]]
+
+        // Three deliveries, in seq order, first attempts. Ack the first only, then vanish.
+        let firstRound = try await onThread { try (0..<3).map { _ in try first.nextDelivery() } }
+        #expect(firstRound.map(\.seq) == wanted, "\(firstRound)")
+        #expect(firstRound.allSatisfy { $0.attempt == 1 && !$0.replay && $0.subscriber == "idx" }, "\(firstRound)")
+        #expect(firstRound.map(\.eventID) == ["a", "b", "c"])
+        try await onThread {
+            try first.ack(firstRound[0])
+            first.disconnect()
+        }
+
+        // Back again: the two unacknowledged ones come again as attempt 2, the acked one does not.
+        let (second, again) = try await onThread {
+            try SocketSession.resubscribe(socket, name: "idx", types: types, window: 4)
+        }
+        try #require(again.ok, "\(again)")
+        let redelivered = try await onThread {
+            let deliveries = try (0..<2).map { _ in try second.nextDelivery() }
+            for delivery in deliveries { try second.ack(delivery) }
+            return deliveries
+        }
+        #expect(Set(redelivered.map(\.seq)) == [wanted[1], wanted[2]], "\(redelivered)")
+        #expect(redelivered.allSatisfy { $0.attempt == 2 && !$0.replay }, "\(redelivered)")
+
+        // Then the stream goes on with what is published now.
+        let later = try await bed.publish(EventLine.make(type: "client.added", source: "fleet", id: "d"))
+        let live = try await onThread {
+            let delivery = try second.nextDelivery()
+            try second.ack(delivery)
+            return delivery
+        }
+        #expect(live.seq == later && live.attempt == 1 && live.eventID == "d", "\(live)")
+
+        try await bed.waitUntil("idx settled through \(later)") { try bed.ledger().settled("idx", through: later) }
+        let stats = try #require(try bed.stats()["idx"])
+        #expect(stats.kind == "socket" && stats.inFlight == 0 && stats.retrying == 0 && stats.dead == 0, "\(stats)")
+
+        // The name is known while connected or not, so replay can target it; a replay is marked.
+        let replayed = try await bed.cli("replay", "--subscriber", "idx", "--from-seq", "\(wanted[0])", "--to-seq", "\(wanted[0])")
+        #expect(replayed.status == 0, "\(replayed)")
+        let replay = try await onThread {
+            let delivery = try second.nextDelivery()
+            try second.ack(delivery)
+            return delivery
+        }
+        #expect(replay.seq == wanted[0] && replay.replay && replay.eventID == "a", "\(replay)")
+        withExtendedLifetime(second) {}
+    }
+}

@@ -1,0 +1,285 @@
+import Foundation
+import GRDB
+import HookbusClient
+import Synchronization
+
+/// A `hookbusd` started with extra environment variables (the disk-full seam
+/// `HOOKBUS_MAX_PAGE_COUNT`, or a variable a subscriber must not inherit).
+///
+/// `BrokerProcess` passes the test process's environment through unchanged,
+/// and setting a variable in the test process would reach every test running
+/// beside this one; so this is its twin with an `environment` of its own. It
+/// is not owned by the scratch directory: call `killNow()` before `cleanUp()`
+/// (`ReliabilityBed.cleanUp()` does both).
+final class ReliabilityBroker: Sendable {
+    let scratch: ScratchDirectory
+    let socketPath: String
+    let databasePath: String
+    let configPath: String?
+    let logPath: String
+    /// Added to (or replacing in) the test process's environment.
+    let environment: [String: String]
+
+    private let current = Mutex<Process?>(nil)
+
+    init(scratch: ScratchDirectory, socketPath: String, databasePath: String, configPath: String?, environment: [String: String]) {
+        self.scratch = scratch
+        self.socketPath = socketPath
+        self.databasePath = databasePath
+        self.configPath = configPath
+        self.environment = environment
+        logPath = scratch.path("hookbusd-env-\(URL(fileURLWithPath: socketPath).deletingPathExtension().lastPathComponent).log")
+    }
+
+    var pid: Int32 { current.withLock { $0?.processIdentifier ?? 0 } }
+    var isRunning: Bool { current.withLock { $0?.isRunning ?? false } }
+
+    var log: String {
+        "--- hookbusd log (\(logPath)) ---\n" + ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(none)")
+    }
+
+    /// Starts the broker and waits until it answers `ping`.
+    func start() async throws {
+        let process = try launch()
+        let deadline = ContinuousClock.now + BrokerProcess.deadline
+        var lastProblem = "no attempt"
+        while true {
+            if !process.isRunning {
+                throw HarnessError("hookbusd exited with status \(process.terminationStatus) before answering ping\n\(log)")
+            }
+            do {
+                let reply = try SocketClient.connect(socketPath, timeout: .seconds(5)).call(#"{"op":"ping"}"#)
+                if reply.ok { return }
+                lastProblem = reply.line
+            } catch {
+                lastProblem = "\(error)"
+            }
+            if ContinuousClock.now >= deadline {
+                throw HarnessError("hookbusd did not answer ping within \(BrokerProcess.deadline): \(lastProblem)\n\(log)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    @discardableResult
+    func launch() throws -> Process {
+        if isRunning { throw HarnessError("hookbusd on \(socketPath) is already running") }
+        let process = Process()
+        process.executableURL = try TestBinaries.hookbusd()
+        var arguments: [String] = []
+        if let configPath { arguments += ["--config", configPath] }
+        process.arguments = arguments + ["--socket", socketPath, "--db", databasePath, "--log-level", "info"]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        process.currentDirectoryURL = URL(fileURLWithPath: scratch.root)
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        guard let log = FileHandle(forWritingAtPath: logPath) else { throw HarnessError("cannot open \(logPath)") }
+        log.seekToEndOfFile()
+        process.standardError = log
+        process.standardOutput = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try? log.close()
+        current.withLock { $0 = process }
+        return process
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    @discardableResult
+    func stop() async throws -> Int32 {
+        guard let process = current.withLock({ $0 }), process.isRunning else {
+            throw HarnessError("hookbusd on \(socketPath) is not running\n\(log)")
+        }
+        Glibc.kill(process.processIdentifier, SIGTERM)
+        guard await ProcessWait.exit(of: process, within: BrokerProcess.deadline) else {
+            throw HarnessError("hookbusd still running \(BrokerProcess.deadline) after SIGTERM\n\(log)")
+        }
+        return process.terminationStatus
+    }
+
+    func killNow() {
+        guard let process = current.withLock({ $0 }), process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        _ = ProcessWait.exitBlocking(of: process, within: .seconds(10))
+    }
+
+    func connect(timeout: Duration = BrokerProcess.deadline) throws -> SocketClient {
+        try SocketClient.connect(socketPath, timeout: timeout)
+    }
+}
+
+/// A scratch directory with one `ReliabilityBroker`, cleaned up together.
+struct ReliabilityBed {
+    let scratch: ScratchDirectory
+    let broker: ReliabilityBroker
+
+    /// Writes `config` (if any) as `hookbus.toml`; `{dir}` in it stands for the
+    /// scratch directory and `{examples}` for tools/examples. Not started yet.
+    init(config: String?, environment: [String: String] = [:], database: String = "hb.db") throws {
+        let scratch = try ScratchDirectory()
+        self.scratch = scratch
+        let configPath = try config.map {
+            try scratch.write("hookbus.toml", $0.replacingOccurrences(of: "{dir}", with: scratch.root)
+                .replacingOccurrences(of: "{examples}", with: DispatchExamples.directory))
+        }
+        broker = ReliabilityBroker(scratch: scratch, socketPath: scratch.path("s.sock"),
+                                   databasePath: scratch.path(database), configPath: configPath, environment: environment)
+    }
+
+    func cleanUp() {
+        broker.killNow()
+        scratch.cleanUp()
+    }
+}
+
+/// Read-only questions about a broker's database that the crash and storage
+/// tests ask, beside a running or a stopped broker.
+final class ReliabilityDatabase {
+    private let queue: DatabaseQueue
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        queue = try DatabaseQueue(path: path, configuration: configuration)
+    }
+
+    /// `(id, seq)` of every stored event of `source`, duplicates included
+    /// (there must be none: the schema says UNIQUE(source, id)).
+    func ids(source: String) throws -> [(id: String, seq: Int64)] {
+        try queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, seq FROM outbox WHERE source = ?", arguments: [source])
+                .map { ($0["id"], $0["seq"]) }
+        }
+    }
+
+    /// The highest seq ever given (sqlite_sequence survives pruning).
+    func lastSeq() throws -> Int64 {
+        try queue.read { db in
+            try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
+        }
+    }
+
+    func integrityCheck() throws -> String {
+        try queue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    /// Rows of the delivery tables that point at nothing: a retry of an event
+    /// no longer (or never) in the outbox or of a subscriber not configured; a
+    /// dead letter of an unknown subscriber; a cursor past the last seq given.
+    func orphans(configured: Set<String>) throws -> [String] {
+        try queue.read { db in
+            var out: [String] = []
+            for row in try Row.fetchAll(db, sql: """
+                SELECT subscriber, seq FROM retries r WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.seq = r.seq)
+                """) {
+                out.append("retry of \(row["subscriber"] as String) for seq \(row["seq"] as Int64), not in the outbox")
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT subscriber, seq FROM retries") {
+                let name: String = row["subscriber"]
+                if !configured.contains(name) { out.append("retry of unconfigured subscriber \(name), seq \(row["seq"] as Int64)") }
+            }
+            for name in try String.fetchAll(db, sql: "SELECT DISTINCT subscriber FROM dead_letters") where !configured.contains(name) {
+                out.append("dead letter of unconfigured subscriber \(name)")
+            }
+            let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
+            for row in try Row.fetchAll(db, sql: "SELECT subscriber, cursor FROM subscriber_cursors WHERE cursor > ?", arguments: [last]) {
+                out.append("cursor of \(row["subscriber"] as String) at \(row["cursor"] as Int64), past the last seq \(last)")
+            }
+            return out
+        }
+    }
+
+    func deadLetterCount() throws -> Int {
+        try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letters") ?? 0 }
+    }
+}
+
+/// What /proc says about the broker's descriptors.
+enum ReliabilityDescriptors {
+    /// Open descriptors of `pid`, or nil if /proc cannot tell.
+    static func count(_ pid: Int32) -> Int? {
+        try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+    }
+
+    /// What each descriptor of `pid` points at (`socket:[…]`, a path, ...).
+    static func targets(_ pid: Int32) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return names.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }.sorted()
+    }
+
+    /// Those that are sockets.
+    static func sockets(_ pid: Int32) -> Int? {
+        guard FileManager.default.fileExists(atPath: "/proc/\(pid)/fd") else { return nil }
+        return targets(pid).filter { $0.hasPrefix("socket:") }.count
+    }
+}
+
+/// A raw Unix socket connection for hostile clients: writes whatever bytes it
+/// is given, never reads unless asked, and closes when told.
+final class ReliabilityRawConnection {
+    let fd: Int32
+    private var open = true
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket() failed: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            let text = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw HarnessError("connect(\(path)) failed: \(text)")
+        }
+    }
+
+    /// Writes what the socket takes without blocking; a peer that went away is not an error here.
+    func write(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+    }
+
+    func close() {
+        if open { Glibc.close(fd) }
+        open = false
+    }
+
+    deinit { close() }
+}
+
+/// SplitMix64: a small seeded generator, so a random schedule reproduces from
+/// the seed a failure message prints.
+struct ReliabilityRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The counts a run produced (kill cycles, events, connections), appended to
+/// the file named by `HOOKBUS_TEST_FIGURES` when it is set; nothing otherwise.
+enum ReliabilityFigures {
+    static func record(_ line: String) {
+        guard let path = ProcessInfo.processInfo.environment["HOOKBUS_TEST_FIGURES"], !path.isEmpty else { return }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: path) else { return }
+        handle.seekToEndOfFile()
+        handle.write(Data((line + "\n").utf8))
+        try? handle.close()
+    }
+}
