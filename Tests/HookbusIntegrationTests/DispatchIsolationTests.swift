@@ -49,6 +49,56 @@ struct DispatchIsolationTests {
         #expect(healthy.delivered == Self.events && healthy.failedAttempts == 0, "\(healthy)")
     }
 
+    @Test("publishing goes on while every subscriber is stuck: an exec that hangs, a pipe that never answers, a hook that fails")
+    func ingestNeverWaitsForDispatch() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await DispatchBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "hangs"
+            types = ["*"]
+            exec = ["{examples}/hang.sh"]
+            timeout = "10m"
+            env = { HANG_PIDFILE = "{dir}/hang.pids" }
+
+            [[subscribers]]
+            name = "silent"
+            types = ["*"]
+            pipe = ["python3", "{examples}/pipe_recorder.py"]
+            timeout = "10m"
+            env = { PIPE_LOG = "{dir}/silent.log", PIPE_STALL_AFTER = "1", PIPE_STALL_MARK = "{dir}/silent.stalled" }
+
+            [[subscribers]]
+            name = "broken-hook"
+            hook = "hosts-file"
+            types = ["*"]
+            backoff_initial = "10m"
+            backoff_max = "10m"
+            options = { path = "{dir}/missing/hosts", domain = "fleet.example" }
+            """)
+        // Every subscriber is stuck on its first event...
+        let first = try await bed.publish(EventLine.make(type: "stuck.first", source: "stuck", id: "s0"))
+        try await bed.waitUntil("all three stuck on seq \(first) or before") {
+            let retrying = try !bed.ledger().retries("broken-hook").isEmpty
+            return bed.lines("hang.pids").count == 1 && bed.lines("silent.stalled").count == 1 && retrying
+        }
+        // ... and 2,000 more events are still acknowledged, each stored.
+        let seqs = try await bed.publish((1...2000).map { EventLine.make(type: "stuck.more", source: "stuck", id: "s\($0)") })
+        #expect(seqs.count == 2000 && Set(seqs).count == 2000 && seqs.allSatisfy { $0 > first })
+        let stats = try bed.stats()
+        for name in ["hangs", "silent", "broken-hook"] {
+            let entry = try #require(stats[name])
+            #expect(entry.delivered <= 1 && entry.lag >= 2000, "\(name) is stuck behind: \(entry)")
+        }
+        // SIGTERM: stuck deliveries get the shutdown grace, then are cancelled; the
+        // hung script's whole process group goes with them, and the broker exits 0.
+        let pids = bed.lines("hang.pids").first?.split(separator: " ").compactMap { Int32($0) } ?? []
+        #expect(try await bed.broker.stop() == 0)
+        try await bed.waitUntil("the hung script and its child are gone") {
+            pids.allSatisfy { DispatchProcess.status($0).map { $0.state == "Z" } ?? true }
+        }
+    }
+
     @Test("a hook that keeps failing (its directory is missing) does not stop the other hooks; it is retried and dead-lettered under its own name")
     func failingHookDoesNotStopOthers() async throws {
         let scratch = try ScratchDirectory()

@@ -111,19 +111,35 @@ public final class Dispatcher: Service {
         signal.publish(try store.lastSeq())
     }
 
+    /// How long deliveries in flight get to finish once shutdown starts; then
+    /// they are cancelled (processes killed) and delivered again next start.
+    static let shutdownGrace: Duration = .seconds(10)
+
     public func run() async throws {
         let runners = self.runners
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for runner in runners {
-                    group.addTask { await runner.run() }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await withDiscardingTaskGroup { runnersGroup in
+                        for runner in runners {
+                            runnersGroup.addTask { await runner.run() }
+                        }
+                    }
                 }
                 group.addTask { await self.retain() }
+                group.addTask {
+                    // Ends `shutdownGrace` after shutdown began, unless cancelled first.
+                    for await _ in self.stopped {}
+                    try? await Task.sleep(for: Self.shutdownGrace)
+                }
                 await self.lifecycle.publish(type: "hookbus.started", data: { out in
                     out.key("pid"); out.int(getpid())
                     out.key("subscribers"); out.int(runners.count)
                 })
                 self.logger.info("dispatch started", metadata: ["hookbus.subscribers": "\(runners.count)"])
+                // The runners end once stopped and idle; the grace may end first.
+                await group.next()
+                group.cancelAll()
             }
         } onGracefulShutdown: {
             for runner in runners { runner.stop() }
@@ -237,30 +253,20 @@ public final class Dispatcher: Service {
         let retention = config.retention.milliseconds * 1000
         let interval = Duration.milliseconds(min(max(config.retention.milliseconds / 2, 200), 60_000))
         let configured = runners.map { SubscriberInfo(name: $0.subscriber.name, kind: $0.kind, types: $0.subscriber.types) }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await _ in self.stopped {}
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    do {
-                        let pruned = try self.store.prune(receivedBefore: Timestamp.nowMicros() - retention, subscribers: configured)
-                        if pruned > 0 {
-                            self.logger.info("retention pruned delivered events", metadata: ["hookbus.events": "\(pruned)"])
-                        }
-                    } catch {
-                        self.logger.error("retention failed", metadata: ["hookbus.error": "\(error)"])
-                    }
-                    do {
-                        try await Task.sleep(for: interval)
-                    } catch {
-                        return
-                    }
+        while !Task.isCancelled {
+            do {
+                let pruned = try store.prune(receivedBefore: Timestamp.nowMicros() - retention, subscribers: configured)
+                if pruned > 0 {
+                    logger.info("retention pruned delivered events", metadata: ["hookbus.events": "\(pruned)"])
                 }
+            } catch {
+                logger.error("retention failed", metadata: ["hookbus.error": "\(error)"])
             }
-            // Shutdown ends the stream; stop pruning then.
-            await group.next()
-            group.cancelAll()
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                return
+            }
         }
     }
 

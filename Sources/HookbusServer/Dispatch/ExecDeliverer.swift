@@ -76,6 +76,7 @@ struct ExecDeliverer: Deliverer {
                             return tail
                         }
                     }
+                    child.finished.store(true, ordering: .sequentiallyConsistent)
                     let tail = Self.describe(result.closureResult)
                     if child.timedOut.load(ordering: .sequentiallyConsistent) {
                         return .failed("timed out after \(timeout.spelled); process group killed\(tail)")
@@ -95,7 +96,11 @@ struct ExecDeliverer: Deliverer {
                 do {
                     try await Task.sleep(for: timeout)
                 } catch {
-                    return nil  // the command finished first
+                    // The command finished first, or the delivery was cancelled
+                    // (shutdown): then the whole group goes, not just the child.
+                    let leader = child.pid.load(ordering: .sequentiallyConsistent)
+                    if leader > 0 && !child.finished.load(ordering: .sequentiallyConsistent) { kill(-leader, SIGKILL) }
+                    return nil
                 }
                 let leader = child.pid.load(ordering: .sequentiallyConsistent)
                 guard leader > 0 else { return nil }
@@ -131,6 +136,8 @@ struct ExecDeliverer: Deliverer {
 final class ChildState: Sendable {
     let pid = Atomic<Int32>(0)
     let timedOut = Atomic<Bool>(false)
+    /// The command has ended and been reaped: its pid may be reused.
+    let finished = Atomic<Bool>(false)
 }
 
 extension RunAs {
