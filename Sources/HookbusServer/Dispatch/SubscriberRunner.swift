@@ -193,8 +193,16 @@ final class SubscriberRunner: Sendable {
             if waiting.isEmpty && retriesTruncated { loadRetries() }
             for (seq, row) in waiting.sorted(by: { $0.key < $1.key }) where row.nextAttemptAt <= now {
                 guard inFlight < config.concurrency else { break }
+                let stored: StoredEvent?
+                do {
+                    stored = try runner.store.event(seq: seq)
+                } catch {
+                    // Storage trouble is not a missing event: keep the row, try later.
+                    runner.logger.error("cannot read an event to retry", metadata: ["hookbus.seq": "\(seq)", "hookbus.error": "\(error)"])
+                    break
+                }
                 waiting.removeValue(forKey: seq)
-                guard let event = (try? runner.store.event(seq: seq)) ?? nil else {
+                guard let event = stored else {
                     runner.logger.warning("retry of an event no longer in the outbox dropped", metadata: ["hookbus.seq": "\(seq)"])
                     ops.append(.clearRetry(subscriber: config.name, seq: seq))
                     continue
