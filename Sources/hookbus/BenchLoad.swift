@@ -33,7 +33,7 @@ struct BenchLoad: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "What to drive: \(BenchTarget.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "What to drive.")
     var target: BenchTarget = .hookbus
 
     @Option(help: "redis or beanstalkd address: a Unix socket path, or host:port (default 127.0.0.1 and the usual port).")
@@ -115,7 +115,12 @@ struct BenchLoad: ParsableCommand {
 
     func run() throws {
         runReporting {
-            let report = try measure()
+            let report: BenchReport
+            do {
+                report = try measure()
+            } catch let error as BenchSocket.Failure {
+                throw CLIError(message: error.description, code: 69)  // EX_UNAVAILABLE, as for the other commands
+            }
             writeOut(json ? report.json : report.text)
             return report.failures.isEmpty && report.refused == 0 ? 0 : 1
         }
@@ -229,11 +234,14 @@ struct BenchLoad: ParsableCommand {
 
         var e2eSummary: BenchLatencySummary?
         var e2eVia: String?
+        var e2eMissing: Int?
         if let consumer {
             control.expected.store(acknowledged, ordering: .releasing)
             control.giveUpAt.store(finishedAt + UInt64(timeout * 1e9), ordering: .releasing)
             let result = consumer.join()
-            e2eSummary = BenchLatencySummary(result.latency)
+            // Nothing measured (every delivery came during the warm-up, or none came): no percentiles.
+            e2eSummary = result.measured > 0 ? BenchLatencySummary(result.latency) : nil
+            e2eMissing = max(0, acknowledged - result.received)
             e2eVia = target == .redis ? "redis XREADGROUP + XACK" : "hookbus socket subscriber (window \(e2eWindow))"
             if result.received < acknowledged {
                 failures.append("the subscriber got \(result.received) of \(acknowledged) events")
@@ -242,7 +250,8 @@ struct BenchLoad: ParsableCommand {
         }
         if let e2eReport {
             let (summary, problem) = readSinkReport(e2eReport, expected: acknowledged, until: finishedAt + UInt64(timeout * 1e9))
-            e2eSummary = summary
+            e2eSummary = summary?.count == 0 ? nil : summary
+            e2eMissing = max(0, acknowledged - (summary?.count ?? 0))
             e2eVia = "pipe subscriber (hookbus bench sink)"
             if let problem { failures.append(problem) }
         }
@@ -265,7 +274,7 @@ struct BenchLoad: ParsableCommand {
             connections: connections, window: window, size: BenchEvent(run: run, connection: 0, size: size).bytes.count,
             rate: rate, warmup: warmup, events: events,
             seconds: lastReply > measureFrom ? Double(lastReply - measureFrom) / 1e9 : 0,
-            sent: sent, refused: refused, ack: BenchLatencySummary(latency), e2e: e2eSummary, e2eVia: e2eVia,
+            sent: sent, refused: refused, ack: BenchLatencySummary(latency), e2e: e2eSummary, e2eVia: e2eVia, e2eMissing: e2eMissing,
             drain: drainReport, failures: failures, firstError: firstError)
     }
 

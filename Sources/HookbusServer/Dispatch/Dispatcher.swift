@@ -34,7 +34,6 @@ public final class Dispatcher: Service {
         self.committer = committer
         self.signal = signal
         self.store = store
-        (stopped, stopping) = AsyncStream<Never>.makeStream()
         // Live subscriptions do not outlive their connection, nor a crash.
         try store.forgetEphemeralSubscribers()
         self.config = config
@@ -125,11 +124,14 @@ public final class Dispatcher: Service {
                             runnersGroup.addTask { await runner.run() }
                         }
                     }
+                    // Runners end only once stopped; with none at all, this task
+                    // must still last until shutdown.
+                    try? await gracefulShutdown()
                 }
                 group.addTask { await self.retain() }
                 group.addTask {
                     // Ends `shutdownGrace` after shutdown began, unless cancelled first.
-                    for await _ in self.stopped {}
+                    try? await gracefulShutdown()
                     try? await Task.sleep(for: Self.shutdownGrace)
                 }
                 await self.lifecycle.publish(type: "hookbus.started", data: { out in
@@ -143,7 +145,6 @@ public final class Dispatcher: Service {
             }
         } onGracefulShutdown: {
             for runner in runners { runner.stop() }
-            self.stopping.finish()
         }
         logger.info("dispatch stopped")
     }
@@ -244,9 +245,6 @@ public final class Dispatcher: Service {
         }
     }
 
-    /// Ends the retention loop at shutdown.
-    private let stopping: AsyncStream<Never>.Continuation
-    private let stopped: AsyncStream<Never>
 
     /// Prunes delivered events older than `retention`, now and then, until shutdown.
     private func retain() async {

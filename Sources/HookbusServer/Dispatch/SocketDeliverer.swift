@@ -36,6 +36,7 @@ final class SocketDeliverer: Deliverer {
             let id = state.nextID
             state.nextID += 1
             if state.closed {
+                state.book.opened(id)
                 _ = state.book.answer(id, .interrupted("subscriber \(name) disconnected"))
                 return id
             }
