@@ -15,6 +15,9 @@ final class SubscriberRunner: Sendable {
         case wake
         case done(seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64)
         case tick
+        /// A background write of `count` ledger ops (and `notices` dead-letter
+        /// announcements) ended.
+        case flushed(count: Int, notices: Int, ok: Bool)
         /// Retry rows were added from outside (replay, dead-letter retry): read them.
         case reload
         case stop
@@ -102,12 +105,15 @@ final class SubscriberRunner: Sendable {
                 case .done(let seq, let attempt, let wasRetry, let replay, let result, let micros):
                     loop.finish(seq: seq, attempt: attempt, wasRetry: wasRetry, replay: replay, result: result, micros: micros,
                                 group: &group)
+                case .flushed(let count, let notices, let ok):
+                    loop.flushed(count: count, notices: notices, ok: ok, group: &group)
                 }
                 if !loop.stopping { loop.fill(&group) }
-                await loop.flush()
-                if loop.stopping && loop.inFlight == 0 { break }
+                loop.startFlush(&group)
+                if loop.stopping && loop.inFlight == 0 && !loop.flushing { break }
             }
-            await loop.flush()
+            // Stopped (or cancelled): write what is left, in this task.
+            await loop.finalFlush()
             group.cancelAll()
         }
     }
@@ -325,20 +331,112 @@ final class SubscriberRunner: Sendable {
             }
         }
 
-        /// Writes the pending state changes; on failure they are kept and
-        /// written with the next ones, so their order is never broken.
-        mutating func flush() async {
-            guard !ops.isEmpty else { return }
+        /// A write of ledger ops is under way (one at a time, so their order holds).
+        var flushing = false
+        /// The ops and notices that write carries, and where its end is told.
+        var flushBatch = (count: 0, notices: 0)
+        let flushEnd = FlushEnd()
+
+        /// Writes the pending state changes in the background: deliveries go on
+        /// while the commit (and its fsync) runs, and everything that completed
+        /// meanwhile goes into the next write, together. On failure the ops stay
+        /// at the front and are written with the next ones.
+        mutating func startFlush(_ group: inout DiscardingTaskGroup) {
+            guard !flushing, !ops.isEmpty else { return }
+            flushing = true
             let batch = ops
-            switch await runner.committer.record(batch) {
-            case .success:
-                ops.removeFirst(batch.count)
-                let notices = deadLetters
-                deadLetters.removeAll()
-                for notice in notices { await runner.onDeadLetter(notice) }
-            case .failure(let error):
-                runner.logger.error("cannot record delivery state; will retry", metadata: ["hookbus.error": "\(error.message)"])
+            let notices = deadLetters
+            flushBatch = (batch.count, notices.count)
+            let runner = self.runner
+            let end = flushEnd
+            end.begin()
+            group.addTask {
+                let result = await runner.committer.record(batch)
+                if case .success = result {
+                    for notice in notices { await runner.onDeadLetter(notice) }
+                } else if case .failure(let error) = result {
+                    runner.logger.error("cannot record delivery state; will retry", metadata: ["hookbus.error": "\(error.message)"])
+                }
+                let ok: Bool
+                if case .success = result { ok = true } else { ok = false }
+                end.end(ok: ok)
+                runner.mailbox.yield(.flushed(count: batch.count, notices: notices.count, ok: ok))
             }
+        }
+
+        mutating func flushed(count: Int, notices: Int, ok: Bool, group: inout DiscardingTaskGroup) {
+            guard flushing else { return }  // already settled by `finalFlush`
+            flushing = false
+            if ok {
+                ops.removeFirst(count)
+                deadLetters.removeFirst(notices)
+            } else {
+                // Try again in a second, even if nothing else happens meanwhile.
+                runner.scheduleTick(at: Timestamp.nowMicros() + 1_000_000, in: &group)
+            }
+        }
+
+        /// The last write, awaited: at shutdown nothing is left to a background task.
+        mutating func finalFlush() async {
+            if flushing {
+                // Its message may never be read now: learn its end directly.
+                let ok = await flushEnd.wait()
+                flushing = false
+                if ok {
+                    ops.removeFirst(flushBatch.count)
+                    deadLetters.removeFirst(flushBatch.notices)
+                }
+            }
+            for _ in 0..<3 where !ops.isEmpty {
+                let batch = ops
+                switch await runner.committer.record(batch) {
+                case .success:
+                    ops.removeFirst(batch.count)
+                    let notices = deadLetters
+                    deadLetters.removeAll()
+                    for notice in notices { await runner.onDeadLetter(notice) }
+                case .failure(let error):
+                    runner.logger.error("cannot record delivery state at shutdown; it is delivered again at the next start",
+                                        metadata: ["hookbus.error": "\(error.message)"])
+                }
+            }
+        }
+    }
+}
+
+/// The end of one background ledger write, for whoever must wait for it.
+final class FlushEnd: Sendable {
+    private struct State {
+        var running = false
+        var ok = true
+        var waiter: CheckedContinuation<Bool, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func begin() {
+        state.withLock { $0.running = true }
+    }
+
+    func end(ok: Bool) {
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            state.running = false
+            state.ok = ok
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: ok)
+    }
+
+    /// Waits until the write under way has ended; true if it succeeded.
+    func wait() async -> Bool {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool? in
+                guard state.running else { return state.ok }
+                state.waiter = continuation
+                return nil
+            }
+            if let done { continuation.resume(returning: done) }
         }
     }
 }
