@@ -29,6 +29,8 @@ let package = Package(
             name: "HookbusCore",
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The outbox insert binds the producer's bytes straight into SQLite.
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],

@@ -1,18 +1,25 @@
+import Synchronization
+
 /// Turns a line into an event to store, following the event rules of
 /// protocol/PROTOCOL.md (CloudEvents 1.0, structured JSON mode).
 ///
 /// Each kind of bad input has its own `reason`, and the message names the
 /// attribute and what was received; the payload itself is never quoted.
 public struct EventValidator: Sendable {
-    /// Context attributes of CloudEvents 1.0 and what JSON type each must be.
-    static let stringAttributes: Set<String> = [
-        "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data_base64",
-    ]
+    /// Context attributes of CloudEvents 1.0 that must be strings.
+    static func isStringAttribute(_ name: String) -> Bool {
+        switch name {
+        case "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data_base64": true
+        default: false
+        }
+    }
 
     public let ids: EventIDGenerator
+    let timeCache: TimeCache
 
     public init(ids: EventIDGenerator = EventIDGenerator()) {
         self.ids = ids
+        self.timeCache = TimeCache()
     }
 
     /// Validates the members of an event line (one without `op`) and builds the event.
@@ -24,15 +31,21 @@ public struct EventValidator: Sendable {
     public func validate(
         line: [UInt8], members: [JSONMember], producer: Producer, nowMicros: Int64
     ) -> Result<NewEvent, WireError> {
-        var seen = Set<String>()
-        var attributes: [String: JSONMember] = [:]
-        for member in members {
-            guard seen.insert(member.key).inserted else {
+        // An event has a handful of members: linear scans beat hashing there;
+        // a hostile line with thousands of members gets a set.
+        if members.count <= 16 {
+            for (index, member) in members.enumerated() where members[..<index].contains(where: { $0.key == member.key }) {
                 return .failure(WireError(.invalidEvent, "duplicate_attribute", attribute: member.key,
                                           "attribute '\(member.key)' appears more than once"))
             }
-            attributes[member.key] = member
+        } else {
+            var seen = Set<String>()
+            for member in members where !seen.insert(member.key).inserted {
+                return .failure(WireError(.invalidEvent, "duplicate_attribute", attribute: member.key,
+                                          "attribute '\(member.key)' appears more than once"))
+            }
         }
+        let attributes = Attributes(members: members)
         for member in members {
             if let problem = check(member) { return .failure(problem) }
         }
@@ -70,7 +83,7 @@ public struct EventValidator: Sendable {
         var injected = JSONWriter(capacity: 128)
         let id = attributes["id"]?.string ?? ids.next(nowMicros: nowMicros)
         let source = attributes["source"]?.string ?? producer.defaultSource
-        let time = attributes["time"]?.string ?? Timestamp.format(micros: nowMicros)
+        let time = attributes["time"]?.string ?? receiptTime(nowMicros)
         if attributes["specversion"] == nil { injected.key("specversion"); injected.string("1.0") }
         if attributes["id"] == nil { injected.key("id"); injected.string(id) }
         if attributes["source"] == nil { injected.key("source"); injected.string(source) }
@@ -85,7 +98,7 @@ public struct EventValidator: Sendable {
     private func check(_ member: JSONMember) -> WireError? {
         let name = member.key
         if name == "data" { return nil }
-        if Self.stringAttributes.contains(name) {
+        if Self.isStringAttribute(name) {
             guard member.kind == .string else {
                 return WireError(.invalidEvent, "wrong_type", attribute: name,
                                  "attribute '\(name)' must be a string, got \(member.kind.rawValue)")
@@ -176,5 +189,34 @@ public struct EventValidator: Sendable {
 
     private static func isSpace(_ byte: UInt8) -> Bool {
         byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
+    }
+}
+
+/// The members of one event, looked up by name.
+private struct Attributes {
+    let members: [JSONMember]
+
+    subscript(_ name: String) -> JSONMember? {
+        members.first { $0.key == name }
+    }
+}
+
+extension EventValidator {
+    /// The receipt time as text. Every event of a batch shares one receipt
+    /// time, so the last one formatted is kept.
+    func receiptTime(_ micros: Int64) -> String {
+        if let cached = timeCache.withLock({ $0.micros == micros ? $0.text : nil }) { return cached }
+        let text = Timestamp.format(micros: micros)
+        timeCache.withLock { $0 = (micros, text) }
+        return text
+    }
+}
+
+/// The last receipt time formatted, shared by the connections.
+final class TimeCache: Sendable {
+    private let state = Mutex<(micros: Int64, text: String)>((-1, ""))
+
+    func withLock<T>(_ body: (inout (micros: Int64, text: String)) -> T) -> T {
+        state.withLock { body(&$0) }
     }
 }

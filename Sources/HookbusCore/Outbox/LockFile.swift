@@ -21,7 +21,15 @@ public final class LockFile: Sendable {
         guard fd >= 0 else {
             throw StoreError(.other, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // A lock just given up can linger for a moment in a child forked before
+        // it was closed and not yet exec'd (the descriptor is close-on-exec):
+        // try for half a second before calling the database taken.
+        var granted = flock(fd, LOCK_EX | LOCK_NB) == 0
+        for _ in 0..<50 where !granted {
+            usleep(10_000)
+            granted = flock(fd, LOCK_EX | LOCK_NB) == 0
+        }
+        guard granted else {
             var buffer = [UInt8](repeating: 0, count: 32)
             let count = pread(fd, &buffer, 31, 0)
             close(fd)

@@ -1,4 +1,5 @@
 import GRDB
+import GRDBSQLite
 
 /// An event as stored in the outbox.
 public struct StoredEvent: Sendable, Equatable {
@@ -23,18 +24,37 @@ extension Store {
     /// Appends `events` inside the caller's transaction, in order. An event whose
     /// `(source, id)` is already stored (before or earlier in the same batch) is
     /// answered with the stored `seq` and writes nothing.
+    ///
+    /// The hot path of ingest: the prepared statement is bound through the
+    /// sqlite3 C API, the event JSON straight from the producer's bytes.
     public static func append(_ events: [NewEvent], in db: Database) throws -> [AppendOutcome] {
         let insert = try db.cachedStatement(sql: insertSQL)
+        let handle = insert.sqliteStatement
+        guard let connection = db.sqliteConnection else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed") }
         var outcomes: [AppendOutcome] = []
         outcomes.reserveCapacity(events.count)
         for event in events {
-            try insert.execute(arguments: [
-                event.id, event.source, event.type, event.subject, event.time, event.receivedAtMicros,
-                Int64(event.producer.uid), Int64(event.producer.gid), Int64(event.producer.pid),
-                String(decoding: event.json, as: UTF8.self),
-            ])
-            if db.changesCount == 1 {
-                outcomes.append(.stored(seq: db.lastInsertedRowID, id: event.id))
+            sqlite3_reset(handle)
+            bind(handle, 1, event.id)
+            bind(handle, 2, event.source)
+            bind(handle, 3, event.type)
+            if let subject = event.subject { bind(handle, 4, subject) } else { sqlite3_bind_null(handle, 4) }
+            bind(handle, 5, event.time)
+            sqlite3_bind_int64(handle, 6, event.receivedAtMicros)
+            sqlite3_bind_int64(handle, 7, Int64(event.producer.uid))
+            sqlite3_bind_int64(handle, 8, Int64(event.producer.gid))
+            sqlite3_bind_int64(handle, 9, Int64(event.producer.pid))
+            event.json.withUnsafeBytes { bytes in
+                _ = sqlite3_bind_text(handle, 10, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count), transient)
+            }
+            let code = sqlite3_step(handle)
+            guard code == SQLITE_DONE else {
+                let message = String(cString: sqlite3_errmsg(connection))
+                sqlite3_reset(handle)
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: insertSQL)
+            }
+            if sqlite3_changes(connection) == 1 {
+                outcomes.append(.stored(seq: sqlite3_last_insert_rowid(connection), id: event.id))
             } else {
                 let seq = try Int64.fetchOne(
                     db.cachedStatement(sql: "SELECT seq FROM outbox WHERE source = ? AND id = ?"),
@@ -42,7 +62,19 @@ extension Store {
                 outcomes.append(.duplicate(seq: seq, id: event.id))
             }
         }
+        sqlite3_reset(handle)
         return outcomes
+    }
+
+    /// SQLite copies what it is given (the buffers are gone after the call).
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    private static func bind(_ handle: OpaquePointer, _ index: Int32, _ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(bytes.baseAddress)?.assumingMemoryBound(to: CChar.self),
+                                  Int32(bytes.count), transient)
+        }
     }
 
     /// Appends `events` in one transaction of their own.

@@ -37,9 +37,9 @@ struct ExecDeliverer: Deliverer {
         let options: PlatformOptions = {
             var options = PlatformOptions()
             options.processGroupID = 0  // a group of its own, led by the child
-            runAs?.apply(to: &options)
             return options
         }()
+        let argv = runAs?.wrap(self.argv) ?? self.argv
         let executable: Executable = argv[0].contains("/") ? .path(.init(argv[0])) : .name(argv[0])
         let input = Array(delivery.event.json.utf8) + [0x0A]
         let env = variables
@@ -141,12 +141,21 @@ final class ChildState: Sendable {
 }
 
 extension RunAs {
-    /// Drops privileges in the child: supplementary groups, then group, then user.
-    func apply(to options: inout PlatformOptions) {
-        if let gid { options.groupID = gid }
-        if let uid { options.userID = uid }
-        if uid != nil || gid != nil { options.supplementaryGroups = [] }
+    /// The command line that runs `argv` with these credentials: through
+    /// setpriv(1), which drops the supplementary groups, then sets the group,
+    /// then the user, and execs the command. The child is spawned with
+    /// posix_spawn like any other (a fork of the multithreaded broker to change
+    /// ids in the child can deadlock under load), keeps its own process group,
+    /// and the command's own exec follows.
+    func wrap(_ argv: [String]) -> [String] {
+        var wrapped = [Self.setpriv]
+        if let uid { wrapped.append("--reuid=\(uid)") }
+        if let gid { wrapped.append("--regid=\(gid)") }
+        wrapped += ["--clear-groups", "--"]
+        return wrapped + argv
     }
+
+    static let setpriv = "/usr/bin/setpriv"
 }
 
 /// The PATH children get: the broker's own, or a safe default.

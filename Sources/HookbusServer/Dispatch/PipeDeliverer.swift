@@ -147,7 +147,7 @@ final class PipeDeliverer: Deliverer {
         env["HOOKBUS_SUBSCRIBER"] = name  // the broker's own variables win over configured ones
         var options = PlatformOptions()
         options.processGroupID = 0
-        runAs?.apply(to: &options)
+        let argv = runAs?.wrap(self.argv) ?? self.argv
         let executable: Executable = argv[0].contains("/") ? .path(.init(argv[0])) : .name(argv[0])
         let (lines, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .unbounded)
         let garbage = GarbageNote()
