@@ -68,32 +68,11 @@ final class PipeDeliverer: Deliverer {
     }
 
     func deliver(_ delivery: Delivery, ticket id: Int) async -> AttemptResult {
-        let timeout = self.timeout
-        return await withTaskGroup(of: AttemptResult?.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let ready = self.state.withLock { $0.book.wait(id, continuation) }
-                    if let ready { continuation.resume(returning: ready) }
-                }
-            }
-            group.addTask {
-                do {
-                    try await Task.sleep(for: timeout)
-                    self.resolve(id, .failed("pipe \(self.name) did not answer delivery \(id) within \(timeout.spelled)"))
-                } catch {
-                    self.resolve(id, .failed("delivery cancelled: the broker is stopping"))
-                }
-                return nil
-            }
-            var result: AttemptResult?
-            while let next = await group.next() {
-                if let next {
-                    result = next
-                    group.cancelAll()
-                }
-            }
-            return result ?? .failed("pipe \(name): no answer")
-        }
+        await awaitAnswer(
+            timeout: timeout, timedOut: "pipe \(name) did not answer delivery \(id) within \(timeout.spelled)",
+            cancelled: "delivery cancelled: the broker is stopping",
+            register: { continuation in self.state.withLock { $0.book.wait(id, continuation) } },
+            resolve: { self.resolve(id, $0) })
     }
 
     private func resolve(_ id: Int, _ result: AttemptResult) {

@@ -59,32 +59,11 @@ final class SocketDeliverer: Deliverer {
     }
 
     func deliver(_ delivery: Delivery, ticket id: Int) async -> AttemptResult {
-        let timeout = self.timeout
-        return await withTaskGroup(of: AttemptResult?.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let ready = self.state.withLock { $0.book.wait(id, continuation) }
-                    if let ready { continuation.resume(returning: ready) }
-                }
-            }
-            group.addTask {
-                do {
-                    try await Task.sleep(for: timeout)
-                    self.resolve(id, .failed("subscriber \(self.name) did not ack delivery \(id) within \(timeout.spelled)"))
-                } catch {
-                    self.resolve(id, .failed("delivery cancelled"))
-                }
-                return nil
-            }
-            var result: AttemptResult?
-            while let next = await group.next() {
-                if let next {
-                    result = next
-                    group.cancelAll()
-                }
-            }
-            return result ?? .failed("subscriber \(name): no answer")
-        }
+        await awaitAnswer(
+            timeout: timeout, timedOut: "subscriber \(name) did not ack delivery \(id) within \(timeout.spelled)",
+            cancelled: "delivery cancelled",
+            register: { continuation in self.state.withLock { $0.book.wait(id, continuation) } },
+            resolve: { self.resolve(id, $0) })
     }
 
     /// Applies an `ack`; false if no delivery with that number is waiting.
