@@ -39,6 +39,23 @@ extension CommandRouter {
             return values
         }
 
+        /// An array of integers, read from the line's own text (no 1.9, no true).
+        func integers(_ name: String) throws(WireError) -> [Int64]? {
+            guard let member = command.member(name), member.kind != .null else { return nil }
+            let text = command.text(of: member)
+            guard member.kind == .array else { throw fail(name, "an array of integers") }
+            let inner = text.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+            if inner.isEmpty { return [] }
+            var values: [Int64] = []
+            for part in inner.split(separator: ",") {
+                guard let value = Int64(part.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                    throw fail(name, "an array of integers")
+                }
+                values.append(value)
+            }
+            return values
+        }
+
         func filters(_ name: String) throws(WireError) -> [TypeFilter]? {
             guard let texts: [String] = try list(name, "an array of type filters") else { return nil }
             var filters: [TypeFilter] = []
@@ -66,9 +83,11 @@ extension CommandRouter {
         let arguments = Arguments(command: command)
         do throws(WireError) {
             let name = try arguments.string("name")
-            if let name, name.isEmpty || name.hasPrefix("~") || name.utf8.count > 64 {
+            // The same names the config file allows.
+            if let name, name.isEmpty || name.utf8.count > 64
+                || !name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }) {
                 throw WireError(.badRequest, "bad_name", attribute: "name",
-                                "subscriber name must be 1 to 64 characters and not start with '~'")
+                                "subscriber name must be 1 to 64 bytes of letters, digits, '-', '_' or '.'")
             }
             let types = try arguments.filters("types") ?? [.all]
             guard !types.isEmpty else { throw arguments.fail("types", "a non-empty array of type filters") }
@@ -163,7 +182,7 @@ extension CommandRouter {
                     Self.write(letter, full: true, into: &out)
                 }
             default:  // dlq.retry, dlq.purge
-                let ids: [Int64]? = try arguments.list("ids", "an array of dead letter ids")?.map { (number: NSNumber) in number.int64Value }
+                let ids = try arguments.integers("ids")
                 let all = try arguments.bool("all") ?? false
                 guard (ids != nil) != all else {
                     throw WireError(.badRequest, "bad_request", attribute: "ids", "give either 'ids' or \"all\":true")

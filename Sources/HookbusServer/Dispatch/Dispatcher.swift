@@ -240,7 +240,7 @@ public final class Dispatcher: Service {
     func deadLettersChanged(_ letters: [DeadLetter]) {
         var removed: [String: Int] = [:]
         for letter in letters { removed[letter.subscriber, default: 0] += 1 }
-        for runner in runners {
+        for runner in runners + connectedSocketRunners {
             if let count = removed[runner.subscriber.name] { runner.stats.update { $0.dead = max(0, $0.dead - count) } }
         }
     }
