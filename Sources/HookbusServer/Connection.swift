@@ -31,8 +31,14 @@ struct Connection: Sendable {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var subscription: Subscription?
+                var running = false
                 defer {
-                    if let subscription { commands.dispatcher.unlisten(subscription.token) }
+                    if let subscription {
+                        commands.dispatcher.unlisten(subscription.token)
+                        // Its runner never started (the subscribe reply could not be
+                        // written): give the name and the cursor back here.
+                        if !running { commands.dispatcher.release(subscription.runner, durable: subscription.durable) }
+                    }
                 }
                 try await withThrowingDiscardingTaskGroup { group in
                     // However the loop ends, the subscription ends with it: what
@@ -54,6 +60,7 @@ struct Connection: Sendable {
                         // Deliveries start only once the subscribe reply is written.
                         if let runner = started {
                             let durable = subscription?.durable ?? false
+                            running = true
                             group.addTask {
                                 await runner.run()
                                 commands.dispatcher.release(runner, durable: durable)

@@ -112,3 +112,14 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Seqs above `cursor` already dead-lettered for `subscriber` (settled by
+    /// a run that crashed before its cursor caught up).
+    public func deadLetteredSeqs(for subscriber: String, above cursor: Int64) throws -> Set<Int64> {
+        try pool.read { db in
+            Set(try Int64.fetchAll(db, sql: "SELECT seq FROM dead_letters WHERE subscriber = ? AND seq > ?",
+                                   arguments: [subscriber, cursor]))
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import HookbusCore
 import Logging
 import Subprocess
+import SystemPackage
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -46,38 +47,26 @@ struct ExecDeliverer: Deliverer {
         let child = ChildState()
         let command = argv.joined(separator: " ")
 
+        // stderr goes to an unlinked temporary file, read after the command
+        // exits: a background job that keeps it open cannot hold the delivery up.
+        guard let stderrFile = StderrFile() else {
+            return .failed("cannot create a temporary file for the stderr of \(command): \(String(cString: strerror(errno)))")
+        }
         return await withTaskGroup(of: AttemptResult?.self) { group in
             group.addTask {
                 do {
                     let result = try await Subprocess.run(
                         executable, arguments: Arguments(Array(argv.dropFirst())), environment: .custom(env),
-                        platformOptions: options, input: .inputWriter, output: .discarded, error: .sequence
+                        platformOptions: options, input: .inputWriter, output: .discarded,
+                        error: .fileDescriptor(FileDescriptor(rawValue: stderrFile.descriptor), closeAfterSpawningProcess: false)
                     ) { execution in
                         child.pid.store(execution.processIdentifier.value, ordering: .sequentiallyConsistent)
-                        return await withTaskGroup(of: [UInt8].self) { io in
-                            io.addTask {
-                                // A script that never reads stdin must not block us: errors are ignored.
-                                _ = try? await execution.standardInputWriter.write(input)
-                                try? await execution.standardInputWriter.finish()
-                                return []
-                            }
-                            io.addTask {
-                                var tail: [UInt8] = []
-                                do {
-                                    for try await chunk in execution.standardError {
-                                        chunk.withUnsafeBytes { tail.append(contentsOf: $0) }
-                                        if tail.count > Self.stderrTail * 2 { tail.removeFirst(tail.count - Self.stderrTail) }
-                                    }
-                                } catch {}
-                                return Array(tail.suffix(Self.stderrTail))
-                            }
-                            var tail: [UInt8] = []
-                            for await part in io where !part.isEmpty { tail = part }
-                            return tail
-                        }
+                        // A script that never reads stdin must not block us: errors are ignored.
+                        _ = try? await execution.standardInputWriter.write(input)
+                        try? await execution.standardInputWriter.finish()
                     }
                     child.finished.store(true, ordering: .sequentiallyConsistent)
-                    let tail = Self.describe(result.closureResult)
+                    let tail = Self.describe(stderrFile.tail(Self.stderrTail))
                     if child.timedOut.load(ordering: .sequentiallyConsistent) {
                         return .failed("timed out after \(timeout.spelled); process group killed\(tail)")
                     }
@@ -92,6 +81,7 @@ struct ExecDeliverer: Deliverer {
                     return .failed("cannot run \(command): \(error)")
                 }
             }
+            defer { stderrFile.close() }
             group.addTask {
                 do {
                     try await Task.sleep(for: timeout)
@@ -129,6 +119,35 @@ struct ExecDeliverer: Deliverer {
     static func describe(_ tail: [UInt8]) -> String {
         let text = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return text.isEmpty ? "" : "; stderr: \(text)"
+    }
+}
+
+/// An unlinked temporary file that takes a command's stderr.
+final class StderrFile: Sendable {
+    let descriptor: Int32
+
+    init?() {
+        var template = Array("/tmp/hookbus-stderr-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { return nil }
+        // Not inherited by anything but the command it is given to (as its fd 2).
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        descriptor = fd
+    }
+
+    /// The last `limit` bytes written.
+    func tail(_ limit: Int) -> [UInt8] {
+        let size = Int(lseek(descriptor, 0, SEEK_END))
+        guard size > 0 else { return [] }
+        let start = max(0, size - limit)
+        var bytes = [UInt8](repeating: 0, count: size - start)
+        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, off_t(start)) }
+        return count > 0 ? Array(bytes[0..<count]) : []
+    }
+
+    func close() {
+        _ = Glibc.close(descriptor)
     }
 }
 

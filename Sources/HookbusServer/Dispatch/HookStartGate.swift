@@ -31,6 +31,8 @@ final class HookStartGate: Sendable {
         var lanes: [Lane] = []
         var waiters: [Int: Waiter] = [:]
         var nextWaiter = 0
+        /// Waiters let go before they had registered: they must not wait.
+        var released = Set<Int>()
     }
 
     private let state = Mutex(State())
@@ -56,6 +58,7 @@ final class HookStartGate: Sendable {
             group.addTask {
                 await withCheckedContinuation { continuation in
                     let resumeNow = self.state.withLock { state -> Bool in
+                        if state.released.remove(id) != nil { return true }
                         if Self.ready(state.lanes, seq: seq, rank: rank, type: type) { return true }
                         state.waiters[id] = Waiter(seq: seq, rank: rank, type: type, continuation: continuation)
                         return false
@@ -71,6 +74,7 @@ final class HookStartGate: Sendable {
             group.cancelAll()
             self.release(id)
         }
+        state.withLock { _ = $0.released.remove(id) }
     }
 
     /// The runner of `rank` launched the first attempt at `seq`.
@@ -105,7 +109,13 @@ final class HookStartGate: Sendable {
     }
 
     private func release(_ id: Int) {
-        let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+        let waiter = state.withLock { state -> Waiter? in
+            guard let waiter = state.waiters.removeValue(forKey: id) else {
+                state.released.insert(id)
+                return nil
+            }
+            return waiter
+        }
         waiter?.continuation.resume()
     }
 

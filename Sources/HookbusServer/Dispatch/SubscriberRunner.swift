@@ -88,6 +88,11 @@ final class SubscriberRunner: Sendable {
     func run() async {
         var loop = Loop(runner: self, cursor: initialCursor)
         loop.loadRetries()
+        do {
+            loop.settledAbove = try store.deadLetteredSeqs(for: subscriber.name, above: initialCursor)
+        } catch {
+            logger.error("cannot read dead letters", metadata: ["hookbus.error": "\(error)"])
+        }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.deliverer.run() }
             loop.fill(&group)
@@ -162,6 +167,8 @@ final class SubscriberRunner: Sendable {
         /// Seqs with a stored retry row that were in flight when rows were read.
         var reloadAfter = Set<Int64>()
         var nextTick: Int64 = .max
+        /// Seqs above the cursor dead-lettered before a restart.
+        var settledAbove = Set<Int64>()
 
         init(runner: SubscriberRunner, cursor: Int64) {
             self.runner = runner
@@ -221,6 +228,9 @@ final class SubscriberRunner: Sendable {
                 if bufferIndex >= buffer.count && !refill() { break }
                 let event = buffer[bufferIndex]
                 bufferIndex += 1
+                // Above the cursor a seq may already have a row of its own (settled
+                // before a crash with concurrency > 1): it is not a first attempt.
+                if waiting[event.seq] != nil || retryInFlight.contains(event.seq) || settledAbove.contains(event.seq) { continue }
                 firstInFlight.insert(event.seq)
                 runner.launch(Delivery(subscriber: config.name, event: event, attempt: 1, replay: false), wasRetry: false, in: &group)
             }
@@ -277,6 +287,8 @@ final class SubscriberRunner: Sendable {
                 if wasRetry { ops.append(.clearRetry(subscriber: name, seq: seq)) }
                 runner.logger.debug("delivered", metadata: ["hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)"])
             case .failed(let error), .rejected(let error), .interrupted(let error):
+                // The subscriber's connection is gone: start nothing more on it.
+                if case .interrupted = result { stopping = true }
                 runner.stats.recordFailure(error, at: now)
                 var reason: DeadLetterReason?
                 if case .rejected = result { reason = .rejected }
@@ -333,6 +345,9 @@ final class SubscriberRunner: Sendable {
 
         /// A write of ledger ops is under way (one at a time, so their order holds).
         var flushing = false
+        /// After a failed write, the next waits until then (µs), so a storage
+        /// outage is retried once a second, not in a tight loop.
+        var noFlushBefore: Int64 = 0
         /// The ops and notices that write carries, and where its end is told.
         var flushBatch = (count: 0, notices: 0)
         let flushEnd = FlushEnd()
@@ -342,7 +357,7 @@ final class SubscriberRunner: Sendable {
         /// meanwhile goes into the next write, together. On failure the ops stay
         /// at the front and are written with the next ones.
         mutating func startFlush(_ group: inout DiscardingTaskGroup) {
-            guard !flushing, !ops.isEmpty else { return }
+            guard !flushing, !ops.isEmpty, Timestamp.nowMicros() >= noFlushBefore else { return }
             flushing = true
             let batch = ops
             let notices = deadLetters
@@ -372,7 +387,8 @@ final class SubscriberRunner: Sendable {
                 deadLetters.removeFirst(notices)
             } else {
                 // Try again in a second, even if nothing else happens meanwhile.
-                runner.scheduleTick(at: Timestamp.nowMicros() + 1_000_000, in: &group)
+                noFlushBefore = Timestamp.nowMicros() + 1_000_000
+                runner.scheduleTick(at: noFlushBefore, in: &group)
             }
         }
 
