@@ -37,8 +37,10 @@ public enum LedgerOp: Sendable, Equatable {
     case advanceCursor(subscriber: String, seq: Int64)
     /// Attempt `attempt` failed with `error`; try again at `nextAttemptAt` (µs).
     case scheduleRetry(subscriber: String, seq: Int64, attempt: Int, nextAttemptAt: Int64, error: String, replay: Bool)
-    /// A delivery that was retrying (or replayed) has been delivered.
-    case clearRetry(subscriber: String, seq: Int64)
+    /// A delivery that was retrying (or replayed) has been delivered. With
+    /// `keepReplay`, a row that became a replay meanwhile (an operator replayed
+    /// the event while this attempt ran) stays, so the replay still happens.
+    case clearRetry(subscriber: String, seq: Int64, keepReplay: Bool = false)
     /// Give up: move the delivery to the dead letters with a copy of the event.
     case deadLetter(subscriber: String, seq: Int64, attempts: Int, error: String, reason: DeadLetterReason, replay: Bool)
 }

@@ -38,8 +38,9 @@ extension Store {
                         errors = json_insert(errors, '$[#]', json(?)),
                         first_failed_at = coalesce(first_failed_at, excluded.first_failed_at)
                     """, arguments: [subscriber, seq, attempt, next, error, entry, nowMicros, replay, entry])
-            case .clearRetry(let subscriber, let seq):
-                try db.execute(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ?", arguments: [subscriber, seq])
+            case .clearRetry(let subscriber, let seq, let keepReplay):
+                try db.execute(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ? AND (? = 0 OR replay = 0)",
+                               arguments: [subscriber, seq, keepReplay])
             case .deadLetter(let subscriber, let seq, let attempts, let error, let reason, let replay):
                 let entry = Self.errorEntry(attempt: attempts, error: error, at: nowMicros)
                 try db.execute(sql: """

@@ -284,7 +284,8 @@ final class SubscriberRunner: Sendable {
             switch result {
             case .delivered:
                 runner.stats.recordDelivered(micros: micros)
-                if wasRetry { ops.append(.clearRetry(subscriber: name, seq: seq)) }
+                // A retry that was not a replay leaves a replay requested meanwhile in place.
+                if wasRetry { ops.append(.clearRetry(subscriber: name, seq: seq, keepReplay: !replay)) }
                 runner.logger.debug("delivered", metadata: ["hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)"])
             case .failed(let error), .rejected(let error), .interrupted(let error):
                 // The subscriber's connection is gone: start nothing more on it.
