@@ -84,8 +84,7 @@ extension CommandRouter {
         do throws(WireError) {
             let name = try arguments.string("name")
             // The same names the config file allows.
-            if let name, name.isEmpty || name.utf8.count > 64
-                || !name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }) {
+            if let name, !SubscriberConfig.isValidName(name) {
                 throw WireError(.badRequest, "bad_name", attribute: "name",
                                 "subscriber name must be 1 to 64 bytes of letters, digits, '-', '_' or '.'")
             }

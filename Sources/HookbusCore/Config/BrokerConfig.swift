@@ -79,6 +79,13 @@ public struct SubscriberConfig: Sendable, Equatable {
     public var timeoutSet = false
     public var retrySet = false
 
+    /// Subscriber names, in the config and on the socket alike: 1 to 64 bytes
+    /// of letters, digits, `-`, `_` and `.`.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64
+            && name.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
+    }
+
     /// - Parameters:
     ///   - timeout: nil: a hook's declared timeout, else 30 s.
     ///   - retry: nil: a hook's declared policy, else the default policy.

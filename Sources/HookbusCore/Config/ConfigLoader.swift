@@ -181,9 +181,7 @@ public struct ConfigLoader {
 
     private func readSubscriber(_ reader: inout TableReader, index: Int, defaults: SubscriberDefaults) throws(ConfigError) -> SubscriberConfig {
         guard let name = try reader.string("name") else { throw reader.error("name", "every subscriber needs a name") }
-        guard !name.isEmpty, name.utf8.count <= 64,
-              name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) })
-        else {
+        guard SubscriberConfig.isValidName(name) else {
             throw reader.error("name", "\"\(name)\" must be 1 to 64 letters, digits, '-', '_' or '.'")
         }
         reader.path = "subscribers[\(index)] \"\(name)\"."

@@ -57,11 +57,11 @@ public final class Store: Sendable {
             }
             try Migrations.migrator.migrate(pool)
             self.pool = pool
+        } catch let error as StoreError {
+            throw error  // ours already says what to do
         } catch {
             let failure = StoreError.from(error, path: path)
-            if failure.kind == .corrupt && !failure.message.contains("will not start over") {
-                throw Self.damaged(path, failure.message, code: failure.sqliteCode)
-            }
+            if failure.kind == .corrupt { throw Self.damaged(path, failure.message, code: failure.sqliteCode) }
             throw failure
         }
     }

@@ -58,7 +58,7 @@ public final class Dispatcher: Service {
         let ordered = hookSubscribers.sorted { rank($0) < rank($1) }
             + config.subscribers.filter { if case .hook = $0.kind { false } else { true } }
         let gate = HookStartGate()
-        for (index, subscriber) in ordered.enumerated() {
+        for subscriber in ordered {
             var subscriber = subscriber
             let deliverer: any Deliverer
             let kind: String
@@ -93,10 +93,9 @@ public final class Dispatcher: Service {
                 if !subscriber.timeoutSet, let declared = entry.type.timeout { subscriber.timeout = declared }
                 if !subscriber.retrySet, let declared = entry.type.retry { subscriber.retry = declared }
                 let rank = gate.add(types: subscriber.types, position: try store.cursor(for: subscriber.name, initial: try store.lastSeq()))
-                deliverer = HookDeliverer(hook: hook, hookName: hookName, timeout: subscriber.timeout, store: store,
+                deliverer = HookDeliverer(hook: hook, timeout: subscriber.timeout, store: store,
                                           config: config, logger: hookLogger, gate: gate, rank: rank)
             }
-            _ = index
             runners.append(try SubscriberRunner(
                 subscriber: subscriber, kind: kind, store: store, committer: committer, deliverer: deliverer,
                 limiter: limiter, signal: signal, logger: logger, onDeadLetter: forward))

@@ -25,9 +25,7 @@ struct ExecDeliverer: Deliverer {
     static let stderrTail = 2048
 
     func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult {
-        var variables: [Environment.Key: String] = [:]
-        variables["PATH"] = ProcessInfoPath.path
-        for (key, value) in environment { variables[Environment.Key(stringLiteral: key)] = value }
+        var variables = ChildEnvironment.base(environment)
         variables["HOOKBUS_SEQ"] = "\(delivery.seq)"
         variables["HOOKBUS_EVENT_ID"] = delivery.event.id
         variables["HOOKBUS_EVENT_TYPE"] = delivery.event.type
@@ -177,12 +175,20 @@ extension RunAs {
     static let setpriv = "/usr/bin/setpriv"
 }
 
-/// The PATH children get: the broker's own, or a safe default.
-enum ProcessInfoPath {
+/// What every subscriber process starts from: a clean environment with the
+/// broker's PATH (or a safe default) and the subscriber's configured `env`.
+/// The broker's own `HOOKBUS_*` variables are set on top and win.
+enum ChildEnvironment {
     static let path: String = {
         if let value = getenv("PATH") { return String(cString: value) }
         return "/usr/local/bin:/usr/bin:/bin"
     }()
+
+    static func base(_ configured: [String: String]) -> [Environment.Key: String] {
+        var variables: [Environment.Key: String] = ["PATH": path]
+        for (key, value) in configured { variables[Environment.Key(stringLiteral: key)] = value }
+        return variables
+    }
 }
 
 import Foundation

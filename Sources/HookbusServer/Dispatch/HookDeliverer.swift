@@ -17,7 +17,6 @@ struct HookDeliverer: Deliverer {
     }
 
     let hook: any Hook
-    let hookName: String
     let timeout: Duration
     let store: Store
     let config: BrokerConfig

@@ -121,8 +121,7 @@ final class PipeDeliverer: Deliverer {
 
     /// Runs the process once; returns how it ended, for the log and for the failures.
     private func runOnce() async -> String {
-        var env: [Environment.Key: String] = ["PATH": ProcessInfoPath.path]
-        for (key, value) in environment { env[Environment.Key(stringLiteral: key)] = value }
+        var env = ChildEnvironment.base(environment)
         env["HOOKBUS_SUBSCRIBER"] = name  // the broker's own variables win over configured ones
         var options = PlatformOptions()
         options.processGroupID = 0

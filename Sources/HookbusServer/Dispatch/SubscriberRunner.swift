@@ -108,8 +108,7 @@ final class SubscriberRunner: Sendable {
                 case .stop:
                     loop.stopping = true
                 case .done(let seq, let attempt, let wasRetry, let replay, let result, let micros):
-                    loop.finish(seq: seq, attempt: attempt, wasRetry: wasRetry, replay: replay, result: result, micros: micros,
-                                group: &group)
+                    loop.finish(seq: seq, attempt: attempt, wasRetry: wasRetry, replay: replay, result: result, micros: micros)
                 case .flushed(let count, let notices, let ok):
                     loop.flushed(count: count, notices: notices, ok: ok, group: &group)
                 }
@@ -273,10 +272,7 @@ final class SubscriberRunner: Sendable {
             }
         }
 
-        mutating func finish(
-            seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64,
-            group: inout DiscardingTaskGroup
-        ) {
+        mutating func finish(seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64) {
             let name = runner.subscriber.name
             firstInFlight.remove(seq)
             retryInFlight.remove(seq)
