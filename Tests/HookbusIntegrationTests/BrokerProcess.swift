@@ -19,19 +19,24 @@ final class BrokerProcess: Sendable {
     let pathsOnCommandLine: Bool
     /// Extra arguments, after `--socket` and `--db`.
     let extraArguments: [String]
+    /// Added to (or replacing in) the test process's environment, for this
+    /// broker only (the disk-full seam, a variable subscribers must not inherit).
+    let environment: [String: String]
     /// How long a start, a readiness check or a stop may take.
     static let deadline: Duration = .seconds(20)
 
     private let current = Mutex<Process?>(nil)
 
     init(scratch: ScratchDirectory, socketPath: String, databasePath: String, configPath: String?,
-         pathsOnCommandLine: Bool = true, extraArguments: [String] = ["--log-level", "info"]) {
+         pathsOnCommandLine: Bool = true, extraArguments: [String] = ["--log-level", "info"],
+         environment: [String: String] = [:]) {
         self.scratch = scratch
         self.socketPath = socketPath
         self.databasePath = databasePath
         self.configPath = configPath
         self.pathsOnCommandLine = pathsOnCommandLine
         self.extraArguments = extraArguments
+        self.environment = environment
         let base = URL(fileURLWithPath: socketPath).deletingPathExtension().lastPathComponent
         logPath = scratch.path("hookbusd-\(base).log")
     }
@@ -67,6 +72,9 @@ final class BrokerProcess: Sendable {
         let process = Process()
         process.executableURL = try TestBinaries.hookbusd()
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: scratch.root)
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)

@@ -3,116 +3,10 @@ import GRDB
 import HookbusClient
 import Synchronization
 
-/// A `hookbusd` started with extra environment variables (the disk-full seam
-/// `HOOKBUS_MAX_PAGE_COUNT`, or a variable a subscriber must not inherit).
-///
-/// `BrokerProcess` passes the test process's environment through unchanged,
-/// and setting a variable in the test process would reach every test running
-/// beside this one; so this is its twin with an `environment` of its own. It
-/// is not owned by the scratch directory: call `killNow()` before `cleanUp()`
-/// (`ReliabilityBed.cleanUp()` does both).
-final class ReliabilityBroker: Sendable {
-    let scratch: ScratchDirectory
-    let socketPath: String
-    let databasePath: String
-    let configPath: String?
-    let logPath: String
-    /// Added to (or replacing in) the test process's environment.
-    let environment: [String: String]
-
-    private let current = Mutex<Process?>(nil)
-
-    init(scratch: ScratchDirectory, socketPath: String, databasePath: String, configPath: String?, environment: [String: String]) {
-        self.scratch = scratch
-        self.socketPath = socketPath
-        self.databasePath = databasePath
-        self.configPath = configPath
-        self.environment = environment
-        logPath = scratch.path("hookbusd-env-\(URL(fileURLWithPath: socketPath).deletingPathExtension().lastPathComponent).log")
-    }
-
-    var pid: Int32 { current.withLock { $0?.processIdentifier ?? 0 } }
-    var isRunning: Bool { current.withLock { $0?.isRunning ?? false } }
-
-    var log: String {
-        "--- hookbusd log (\(logPath)) ---\n" + ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(none)")
-    }
-
-    /// Starts the broker and waits until it answers `ping`.
-    func start() async throws {
-        let process = try launch()
-        let deadline = ContinuousClock.now + BrokerProcess.deadline
-        var lastProblem = "no attempt"
-        while true {
-            if !process.isRunning {
-                throw HarnessError("hookbusd exited with status \(process.terminationStatus) before answering ping\n\(log)")
-            }
-            do {
-                let reply = try SocketClient.connect(socketPath, timeout: .seconds(5)).call(#"{"op":"ping"}"#)
-                if reply.ok { return }
-                lastProblem = reply.line
-            } catch {
-                lastProblem = "\(error)"
-            }
-            if ContinuousClock.now >= deadline {
-                throw HarnessError("hookbusd did not answer ping within \(BrokerProcess.deadline): \(lastProblem)\n\(log)")
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-    }
-
-    @discardableResult
-    func launch() throws -> Process {
-        if isRunning { throw HarnessError("hookbusd on \(socketPath) is already running") }
-        let process = Process()
-        process.executableURL = try TestBinaries.hookbusd()
-        var arguments: [String] = []
-        if let configPath { arguments += ["--config", configPath] }
-        process.arguments = arguments + ["--socket", socketPath, "--db", databasePath, "--log-level", "info"]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        process.currentDirectoryURL = URL(fileURLWithPath: scratch.root)
-        if !FileManager.default.fileExists(atPath: logPath) {
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        }
-        guard let log = FileHandle(forWritingAtPath: logPath) else { throw HarnessError("cannot open \(logPath)") }
-        log.seekToEndOfFile()
-        process.standardError = log
-        process.standardOutput = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        try? log.close()
-        current.withLock { $0 = process }
-        return process
-    }
-
-    /// SIGTERM and wait; returns the exit status.
-    @discardableResult
-    func stop() async throws -> Int32 {
-        guard let process = current.withLock({ $0 }), process.isRunning else {
-            throw HarnessError("hookbusd on \(socketPath) is not running\n\(log)")
-        }
-        Glibc.kill(process.processIdentifier, SIGTERM)
-        guard await ProcessWait.exit(of: process, within: BrokerProcess.deadline) else {
-            throw HarnessError("hookbusd still running \(BrokerProcess.deadline) after SIGTERM\n\(log)")
-        }
-        return process.terminationStatus
-    }
-
-    func killNow() {
-        guard let process = current.withLock({ $0 }), process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        _ = ProcessWait.exitBlocking(of: process, within: .seconds(10))
-    }
-
-    func connect(timeout: Duration = BrokerProcess.deadline) throws -> SocketClient {
-        try SocketClient.connect(socketPath, timeout: timeout)
-    }
-}
-
-/// A scratch directory with one `ReliabilityBroker`, cleaned up together.
+/// A scratch directory with one broker (with an environment of its own), cleaned up together.
 struct ReliabilityBed {
     let scratch: ScratchDirectory
-    let broker: ReliabilityBroker
+    let broker: BrokerProcess
 
     /// Writes `config` (if any) as `hookbus.toml`; `{dir}` in it stands for the
     /// scratch directory and `{examples}` for tools/examples. Not started yet.
@@ -123,12 +17,10 @@ struct ReliabilityBed {
             try scratch.write("hookbus.toml", $0.replacingOccurrences(of: "{dir}", with: scratch.root)
                 .replacingOccurrences(of: "{examples}", with: DispatchExamples.directory))
         }
-        broker = ReliabilityBroker(scratch: scratch, socketPath: scratch.path("s.sock"),
-                                   databasePath: scratch.path(database), configPath: configPath, environment: environment)
+        broker = scratch.broker(database: database, config: configPath, environment: environment)
     }
 
     func cleanUp() {
-        broker.killNow()
         scratch.cleanUp()
     }
 }

@@ -32,9 +32,9 @@ final class ScratchDirectory: Sendable {
     /// `pathsOnCommandLine` false, only `--config` is passed and the config file
     /// must name the same paths.
     func broker(socket: String = "s.sock", database: String = "hb.db", config: String? = nil,
-                pathsOnCommandLine: Bool = true) -> BrokerProcess {
+                pathsOnCommandLine: Bool = true, environment: [String: String] = [:]) -> BrokerProcess {
         let broker = BrokerProcess(scratch: self, socketPath: path(socket), databasePath: path(database), configPath: config,
-                                   pathsOnCommandLine: pathsOnCommandLine)
+                                   pathsOnCommandLine: pathsOnCommandLine, environment: environment)
         brokers.withLock { $0.append(broker) }
         return broker
     }
