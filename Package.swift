@@ -85,6 +85,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "HookbusServerTests",
+            dependencies: [
+                "HookbusCore", "HookbusServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "HookbusIntegrationTests",
             dependencies: [
                 "HookbusClient", "HookbusCore", "hookbusd", "hookbus",

@@ -78,7 +78,7 @@ extension CommandRouter {
 
     /// Validates a `subscribe` and builds its runner (the connection runs it).
     func subscribe(
-        _ command: Command, producer: Producer, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        _ command: Command, producer: Producer, outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>
     ) -> Result<(SubscriberRunner, SocketDeliverer, Bool, Int64), WireError> {
         let arguments = Arguments(command: command)
         do throws(WireError) {

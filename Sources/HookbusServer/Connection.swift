@@ -11,13 +11,11 @@ import NIOCore
 ///
 /// Never throws: a broken client ends its own connection and nothing else.
 struct Connection: Sendable {
-    let channel: NIOAsyncChannel<FrameBatch, ByteBuffer>
-    let producer: Producer
-    let decoder: RequestDecoder
-    let committer: Committer
+    let channel: NIOAsyncChannel<FrameBatch, ConnectionOutput>
+    let ingest: Ingest
     let commands: CommandRouter
-    let access: AccessPolicy
-    let logger: Logger
+    var producer: Producer { ingest.producer }
+    var logger: Logger { ingest.logger }
 
     /// The subscription a connection holds, once it subscribed.
     struct Subscription {
@@ -54,8 +52,19 @@ struct Connection: Sendable {
                     for try await batch in inbound {
                         var started: SubscriberRunner?
                         let replies = await answer(batch.frames, subscription: &subscription, outbound: outbound, started: &started)
-                        if !replies.isEmpty {
-                            try await outbound.write(ByteBuffer(bytes: replies))
+                        do {
+                            if !replies.isEmpty {
+                                try await outbound.write(.bytes(ByteBuffer(bytes: replies)))
+                            }
+                            // The event loop's fast path waits for this before it answers again.
+                            try await outbound.write(.batchAnswered)
+                        } catch {
+                            // The client is gone. End the loop without throwing, so a
+                            // subscription ends as it should (stopped by the defers above,
+                            // what waited for an ack failed and recorded) rather than
+                            // cancelled mid-way.
+                            logger.debug("cannot write to the connection", metadata: ["hookbus.error": "\(error)"])
+                            break
                         }
                         // Deliveries start only once the subscribe reply is written.
                         if let runner = started {
@@ -79,24 +88,10 @@ struct Connection: Sendable {
     /// line is answered in the order it came.
     func answer(
         _ frames: [Frame], subscription: inout Subscription?,
-        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, started: inout SubscriberRunner?
+        outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>, started: inout SubscriberRunner?
     ) async -> [UInt8] {
-        let now = Timestamp.nowMicros()
-        let requests = frames.map { frame -> Request in
-            let request = decoder.decode(frame, producer: producer, nowMicros: now)
-            switch request {
-            case .publish(let event):
-                if let refusal = access.checkPublish(producer, type: event.type) { return .refused(refusal) }
-            case .command(let command) where AccessPolicy.isOperatorCommand(command.op):
-                if let refusal = access.checkOperate(producer, op: command.op) { return .refused(refusal) }
-            default:
-                break
-            }
-            return request
-        }
-        var events: [NewEvent] = []
-        for case .publish(let event) in requests { events.append(event) }
-        let committed = await committer.commit(events)
+        let requests = ingest.decode(frames)
+        let committed = await ingest.committer.commit(Ingest.events(of: requests))
 
         var out = JSONWriter(capacity: 48 * requests.count)
         var eventIndex = 0
@@ -109,12 +104,7 @@ struct Connection: Sendable {
                 }
                 eventIndex += 1
             case .refused(let error):
-                if error.code == .unauthorized {
-                    logger.warning("refused", metadata: ["hookbus.error.reason": "\(error.reason)", "hookbus.error": "\(error.message)"])
-                } else {
-                    logger.debug("line refused", metadata: ["hookbus.error.reason": "\(error.reason)"])
-                }
-                Reply.error(error, into: &out)
+                ingest.refuse(error, into: &out)
             case .command(let command) where command.op == "ack" || command.op == "nack":
                 acknowledge(command, subscription: subscription, into: &out)
             case .command(let command) where command.op == "subscribe":

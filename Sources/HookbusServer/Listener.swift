@@ -44,17 +44,26 @@ public final class Listener: Service {
         let path = config.socketPath
         let maxLineBytes = config.limits.maxLineBytes
         let inflight = config.limits.maxInflightPerConnection
+        let maxConnections = config.limits.maxConnections
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(unixDomainSocketPath: path) { channel in
                 PeerCredentials.read(from: channel).flatMapThrowing { producer in
-                    try channel.pipeline.syncOperations.addHandler(LineFramingHandler(maxLineBytes: maxLineBytes))
-                    let wrapped = try NIOAsyncChannel<FrameBatch, ByteBuffer>(
+                    // Counted here, before anything is read: a connection over the
+                    // limit must not get its events committed by the fast path.
+                    let admitted = self.connectionCount.add(1, ordering: .relaxed).newValue <= maxConnections
+                    let connection = self.connectionLogger(producer: producer)
+                    let ingest = Ingest(decoder: self.decoder, producer: producer, access: self.config.access,
+                                        committer: self.committer, logger: connection)
+                    try channel.pipeline.syncOperations.addHandlers(
+                        LineFramingHandler(maxLineBytes: maxLineBytes),
+                        IngestHandler(ingest: ingest, maxInflightBatches: inflight, forwardAll: !admitted))
+                    let wrapped = try NIOAsyncChannel<FrameBatch, ConnectionOutput>(
                         wrappingChannelSynchronously: channel,
                         configuration: .init(backPressureStrategy: .init(
                             lowWatermark: max(1, inflight / 2), highWatermark: inflight)))
-                    return (wrapped, producer)
+                    return Accepted(channel: wrapped, ingest: ingest, admitted: admitted)
                 }
             }
         do {
@@ -73,8 +82,8 @@ public final class Listener: Service {
         try await withGracefulShutdownHandler {
             try await server.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { tasks in
-                    for try await (channel, producer) in inbound {
-                        tasks.addTask { await self.serve(channel, producer: producer) }
+                    for try await accepted in inbound {
+                        tasks.addTask { await self.serve(accepted) }
                     }
                 }
             }
@@ -99,23 +108,36 @@ public final class Listener: Service {
         _ = config.socketPath.withCString { unlink($0) }
     }
 
-    private func serve(_ channel: NIOAsyncChannel<FrameBatch, ByteBuffer>, producer: Producer) async {
+    /// An accepted connection, ready to serve.
+    private struct Accepted: Sendable {
+        var channel: NIOAsyncChannel<FrameBatch, ConnectionOutput>
+        var ingest: Ingest
+        /// Within `max_connections` (counted when it was accepted).
+        var admitted: Bool
+    }
+
+    private func connectionLogger(producer: Producer) -> Logger {
         let id = nextConnectionID.add(1, ordering: .relaxed).oldValue
         var logger = self.logger
         logger[metadataKey: "hookbus.connection"] = "\(id)"
         logger[metadataKey: "hookbus.peer.uid"] = "\(producer.uid)"
         logger[metadataKey: "hookbus.peer.pid"] = "\(producer.pid)"
+        return logger
+    }
+
+    private func serve(_ accepted: Accepted) async {
+        let channel = accepted.channel
+        let logger = accepted.ingest.logger
         let key = ObjectIdentifier(channel.channel)
-        let count = connectionCount.add(1, ordering: .relaxed).newValue
         defer { connectionCount.subtract(1, ordering: .relaxed) }
-        if count > config.limits.maxConnections {
+        if !accepted.admitted {
             logger.warning("connection refused: too many connections", metadata: ["hookbus.limit": "\(config.limits.maxConnections)"])
             var out = JSONWriter()
             Reply.error(WireError(.unavailable, "too_many_connections",
                                   "the broker serves at most \(config.limits.maxConnections) connections (max_connections); try again later"),
                         into: &out)
             try? await channel.executeThenClose { _, outbound in
-                try await outbound.write(ByteBuffer(bytes: out.bytes))
+                try await outbound.write(.bytes(ByteBuffer(bytes: out.bytes)))
             }
             return
         }
@@ -126,8 +148,7 @@ public final class Listener: Service {
         }
         defer { connections.withLock { _ = $0.removeValue(forKey: key) } }
         logger.debug("connection opened")
-        await Connection(channel: channel, producer: producer, decoder: decoder, committer: committer,
-                         commands: commands, access: config.access, logger: logger).serve()
+        await Connection(channel: channel, ingest: accepted.ingest, commands: commands).serve()
         logger.debug("connection closed")
     }
 }

@@ -17,12 +17,12 @@ final class SocketDeliverer: Deliverer {
 
     let name: String
     let timeout: Duration
-    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    private let outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>
     private let state = Mutex(State())
     private let lines: AsyncStream<[UInt8]>
     private let queue: AsyncStream<[UInt8]>.Continuation
 
-    init(name: String, timeout: Duration, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+    init(name: String, timeout: Duration, outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>) {
         self.name = name
         self.timeout = timeout
         self.outbound = outbound
@@ -50,7 +50,7 @@ final class SocketDeliverer: Deliverer {
     func run() async {
         for await line in lines {
             do {
-                try await outbound.write(ByteBuffer(bytes: line))
+                try await outbound.write(.bytes(ByteBuffer(bytes: line)))
             } catch {
                 close()
                 break

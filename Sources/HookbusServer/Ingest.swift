@@ -1,0 +1,100 @@
+import HookbusCore
+import Logging
+import NIOCore
+
+/// Where a connection's events go to be stored: the `Committer`, or a
+/// stand-in that decides when commits finish (the handler's unit tests).
+protocol EventCommitting: Sendable {
+    func submit(events: [NewEvent], ops: [LedgerOp], inline: Bool,
+                completion: @escaping @Sendable (Committer.Outcome) -> Void)
+}
+
+extension Committer: EventCommitting {}
+
+extension EventCommitting {
+    /// Stores `events` and returns their outcomes once committed.
+    func commit(_ events: [NewEvent]) async -> Committer.Outcome {
+        if events.isEmpty { return .success([]) }
+        return await withCheckedContinuation { continuation in
+            submit(events: events, ops: [], inline: false) { continuation.resume(returning: $0) }
+        }
+    }
+}
+
+/// Decoding and answering of a connection's lines, shared by the event-loop
+/// fast path (`IngestHandler`) and the async `Connection`.
+struct Ingest: Sendable {
+    let decoder: RequestDecoder
+    let producer: Producer
+    let access: AccessPolicy
+    let committer: any EventCommitting
+    let logger: Logger
+
+    /// Every line of a batch decoded, with the access rules applied.
+    func decode(_ frames: [Frame]) -> [Request] {
+        let now = Timestamp.nowMicros()
+        return frames.map { frame -> Request in
+            let request = decoder.decode(frame, producer: producer, nowMicros: now)
+            switch request {
+            case .publish(let event):
+                if let refusal = access.checkPublish(producer, type: event.type) { return .refused(refusal) }
+            case .command(let command) where AccessPolicy.isOperatorCommand(command.op):
+                if let refusal = access.checkOperate(producer, op: command.op) { return .refused(refusal) }
+            default:
+                break
+            }
+            return request
+        }
+    }
+
+    /// The events of a batch, in order.
+    static func events(of requests: [Request]) -> [NewEvent] {
+        var events: [NewEvent] = []
+        events.reserveCapacity(requests.count)
+        for case .publish(let event) in requests { events.append(event) }
+        return events
+    }
+
+    /// Whether the event loop can answer every line of the batch by itself:
+    /// events and refusals only (commands go to the async `Connection`).
+    static func isPublishOnly(_ requests: [Request]) -> Bool {
+        requests.allSatisfy {
+            switch $0 {
+            case .publish, .refused: true
+            case .command: false
+            }
+        }
+    }
+
+    /// The reply to a refused line, logged as it deserves.
+    func refuse(_ error: WireError, into out: inout JSONWriter) {
+        if error.code == .unauthorized {
+            logger.warning("refused", metadata: ["hookbus.error.reason": "\(error.reason)", "hookbus.error": "\(error.message)"])
+        } else {
+            logger.debug("line refused", metadata: ["hookbus.error.reason": "\(error.reason)"])
+        }
+        Reply.error(error, into: &out)
+    }
+
+    /// The replies of a publish-only batch, in line order, once its events
+    /// were committed (or refused together).
+    func answer(_ requests: [Request], committed: Committer.Outcome) -> [UInt8] {
+        var out = JSONWriter(capacity: 48 * requests.count)
+        var eventIndex = 0
+        for request in requests {
+            switch request {
+            case .publish:
+                switch committed {
+                case .success(let outcomes): Reply.published(outcomes[eventIndex], into: &out)
+                case .failure(let error): Reply.error(error, into: &out)
+                }
+                eventIndex += 1
+            case .refused(let error):
+                refuse(error, into: &out)
+            case .command:
+                preconditionFailure("a batch with commands is answered by Connection")
+            }
+        }
+        return out.bytes
+    }
+}

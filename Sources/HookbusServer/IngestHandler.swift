@@ -1,0 +1,196 @@
+import HookbusCore
+import NIOCore
+
+/// What the async side of a connection (`Connection`, and a socket
+/// subscription's deliveries) writes: bytes, or the mark that every reply to a
+/// batch it was handed has been written.
+enum ConnectionOutput: Sendable {
+    case bytes(ByteBuffer)
+    case batchAnswered
+}
+
+/// The ingest fast path, on the connection's event loop.
+///
+/// A batch of lines that holds only events (and lines refused outright) is
+/// decoded here, handed to the committer, and answered from here when the
+/// commit is done: the event loop and the writer thread are the only threads
+/// a publish touches. Batches keep flowing while earlier ones are being
+/// committed, so a connection's batches share group commits; their replies
+/// are still written in the order the lines came.
+///
+/// A batch with a command (`ping`, `subscribe`, `ack`, operator commands, ...)
+/// goes on to the async `Connection`, once every fast batch before it is
+/// answered; while the `Connection` has batches to answer, later batches go to
+/// it too, so replies never overtake each other. `Connection` writes
+/// `.batchAnswered` after the replies to each batch it was handed.
+///
+/// Back-pressure: no more is read from the socket while
+/// `max_inflight_per_connection` batches wait to be answered, or while the
+/// client does not read its replies (the channel is not writable).
+final class IngestHandler: ChannelDuplexHandler {
+    typealias InboundIn = FrameBatch
+    typealias InboundOut = FrameBatch
+    typealias OutboundIn = ConnectionOutput
+    typealias OutboundOut = ByteBuffer
+
+    /// A batch read and not yet answered or handed on.
+    private struct Held {
+        var batch: FrameBatch
+        var requests: [Request]?
+    }
+
+    /// A batch handed to the committer, in submission order.
+    private struct Committing {
+        var requests: [Request]
+        var outcome: Committer.Outcome?
+    }
+
+    private let ingest: Ingest
+    private let limit: Int
+    /// Every batch goes to `Connection` (a connection refused at the door).
+    private let forwardAll: Bool
+    private var held: [Held] = []
+    private var committing: [Committing] = []
+    /// The ticket of `committing.first`.
+    private var firstTicket = 0
+    /// Batches handed to `Connection` and not answered yet.
+    private var forwarded = 0
+    /// The client closed its side; passed on once everything before it is answered.
+    private var inputClosed: Any?
+    private var readPending = false
+    private var context: ChannelHandlerContext?
+
+    init(ingest: Ingest, maxInflightBatches: Int, forwardAll: Bool = false) {
+        self.ingest = ingest
+        self.limit = max(1, maxInflightBatches)
+        self.forwardAll = forwardAll
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        held.append(Held(batch: unwrapInboundIn(data)))
+        process(context: context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            inputClosed = event
+            process(context: context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        context.fireChannelWritabilityChanged()
+        readIfAllowed(context: context)
+    }
+
+    /// Answers or hands on every held batch that may go now, in order.
+    private func process(context: ChannelHandlerContext) {
+        while !held.isEmpty {
+            if forwardAll || forwarded > 0 {
+                // `Connection` answers in order: anything after one of its batches goes to it too.
+                forward(held.removeFirst().batch, context: context)
+                continue
+            }
+            if held[0].requests == nil, !held[0].batch.isLast {
+                held[0].requests = ingest.decode(held[0].batch.frames)
+            }
+            if let requests = held[0].requests, Ingest.isPublishOnly(requests) {
+                held.removeFirst()
+                commit(requests, context: context)
+                continue
+            }
+            // Commands (or the last batch before shutdown): once the fast batches before it are answered.
+            if !committing.isEmpty { break }
+            forward(held.removeFirst().batch, context: context)
+        }
+        if held.isEmpty, committing.isEmpty, let event = inputClosed {
+            inputClosed = nil
+            context.fireUserInboundEventTriggered(event)
+        }
+        readIfAllowed(context: context)
+    }
+
+    private func forward(_ batch: FrameBatch, context: ChannelHandlerContext) {
+        forwarded += 1
+        context.fireChannelRead(wrapInboundOut(batch))
+        context.fireChannelReadComplete()
+    }
+
+    private func commit(_ requests: [Request], context: ChannelHandlerContext) {
+        let ticket = firstTicket + committing.count
+        committing.append(Committing(requests: requests))
+        let events = Ingest.events(of: requests)
+        if events.isEmpty {
+            finished(ticket, .success([]), context: context)
+            return
+        }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        ingest.committer.submit(events: events, ops: [], inline: true) { outcome in
+            eventLoop.execute {
+                guard let context = handler.value.context else { return }
+                handler.value.finished(ticket, outcome, context: context)
+                handler.value.process(context: context)
+            }
+        }
+    }
+
+    /// Writes the replies of every batch committed so far that has no earlier
+    /// batch still committing.
+    private func finished(_ ticket: Int, _ outcome: Committer.Outcome, context: ChannelHandlerContext) {
+        committing[ticket - firstTicket].outcome = outcome
+        var wrote = false
+        while let first = committing.first, let outcome = first.outcome {
+            committing.removeFirst()
+            firstTicket += 1
+            let replies = ingest.answer(first.requests, committed: outcome)
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: replies)), promise: nil)
+            wrote = true
+        }
+        if wrote { context.flush() }
+    }
+
+    // MARK: outbound
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .bytes(let buffer):
+            context.write(wrapOutboundOut(buffer), promise: promise)
+        case .batchAnswered:
+            forwarded -= 1
+            promise?.succeed(())
+            process(context: context)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if mayRead(context: context) {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    private func mayRead(context: ChannelHandlerContext) -> Bool {
+        inputClosed == nil && held.count + committing.count + forwarded < limit && context.channel.isWritable
+    }
+
+    private func readIfAllowed(context: ChannelHandlerContext) {
+        if readPending, mayRead(context: context) {
+            readPending = false
+            context.read()
+        }
+    }
+}
