@@ -39,7 +39,7 @@ struct ExecDeliverer: Deliverer {
             return options
         }()
         let argv = runAs?.wrap(self.argv) ?? self.argv
-        let executable: Executable = argv[0].contains("/") ? .path(.init(argv[0])) : .name(argv[0])
+        let executable = ChildEnvironment.executable(argv[0], searchPath: variables["PATH"])
         let input = Array(delivery.event.json.utf8) + [0x0A]
         let env = variables
         let child = ChildState()
@@ -188,6 +188,24 @@ enum ChildEnvironment {
         var variables: [Environment.Key: String] = ["PATH": path]
         for (key, value) in configured { variables[Environment.Key(stringLiteral: key)] = value }
         return variables
+    }
+
+    /// The program to start for `argv0`: as given if it has a `/`, else the
+    /// first executable file of that name in `searchPath` (the child's PATH).
+    ///
+    /// Looked up here, with `access(2)`, on every start (a script installed
+    /// later is found): swift-subprocess resolves a bare name by trying to
+    /// start it in every PATH directory in turn, a process each.
+    static func executable(_ argv0: String, searchPath: String?) -> Executable {
+        if argv0.contains("/") { return .path(FilePath(argv0)) }
+        for directory in (searchPath ?? path).split(separator: ":", omittingEmptySubsequences: true) {
+            let candidate = directory.hasSuffix("/") ? "\(directory)\(argv0)" : "\(directory)/\(argv0)"
+            var info = stat()
+            if access(candidate, X_OK) == 0, stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+                return .path(FilePath(candidate))
+            }
+        }
+        return .name(argv0)  // not found: let swift-subprocess say so
     }
 }
 

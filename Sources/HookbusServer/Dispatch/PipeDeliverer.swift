@@ -126,7 +126,7 @@ final class PipeDeliverer: Deliverer {
         var options = PlatformOptions()
         options.processGroupID = 0
         let argv = runAs?.wrap(self.argv) ?? self.argv
-        let executable: Executable = argv[0].contains("/") ? .path(.init(argv[0])) : .name(argv[0])
+        let executable = ChildEnvironment.executable(argv[0], searchPath: env["PATH"])
         let (lines, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .unbounded)
         let garbage = GarbageNote()
         do {
