@@ -59,6 +59,9 @@ final class IngestHandler: ChannelDuplexHandler {
     private var inputClosed: Any?
     private var readPending = false
     private var context: ChannelHandlerContext?
+    /// Names this connection to the committer, which may commit a lone
+    /// producer's small batches right here on the event loop.
+    private var inlineToken: Int { ObjectIdentifier(self).hashValue }
 
     init(ingest: Ingest, maxInflightBatches: Int, forwardAll: Bool = false) {
         self.ingest = ingest
@@ -138,7 +141,7 @@ final class IngestHandler: ChannelDuplexHandler {
         }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        ingest.committer.submit(events: events, ops: [], inline: true) { outcome in
+        ingest.committer.submit(events: events, ops: [], inlineFor: inlineToken) { outcome in
             eventLoop.execute {
                 guard let context = handler.value.context else { return }
                 handler.value.finished(ticket, outcome, context: context)
@@ -194,3 +197,4 @@ final class IngestHandler: ChannelDuplexHandler {
         }
     }
 }
+

@@ -69,7 +69,7 @@ struct BenchLoad: ParsableCommand {
     @Option(name: .customLong("e2e-window"), help: "Deliveries in flight to the --e2e subscriber.")
     var e2eWindow: Int = 256
 
-    @Option(name: .customLong("e2e-report"), help: "Read publish-to-delivery latency from the report of a `hookbus bench sink` pipe subscriber.")
+    @Option(name: .customLong("e2e-report"), help: "Read publish-to-delivery latency from this report file, kept by a `hookbus bench sink` pipe subscriber or a latency-probe hook.")
     var e2eReport: String?
 
     @Option(help: "After sending, wait until this configured subscriber has delivered every event; report deliveries/s.")
@@ -252,7 +252,7 @@ struct BenchLoad: ParsableCommand {
             let (summary, problem) = readSinkReport(e2eReport, expected: acknowledged, until: finishedAt + UInt64(timeout * 1e9))
             e2eSummary = summary?.count == 0 ? nil : summary
             e2eMissing = max(0, acknowledged - (summary?.count ?? 0))
-            e2eVia = "pipe subscriber (hookbus bench sink)"
+            e2eVia = "the report in \(e2eReport) (a `hookbus bench sink` pipe subscriber or the latency-probe hook)"
             if let problem { failures.append(problem) }
         }
         var drainReport: BenchReport.Drain?

@@ -95,12 +95,13 @@ struct HookRegistryTests {
         #expect(Plain.retry == nil)
     }
 
-    @Test("the built-in registry: hosts-file (priority 10) before prometheus-sd (20), both on client events and hookbus.started")
+    @Test("the built-in registry: hosts-file (priority 10) before prometheus-sd (20), both on client events and hookbus.started; latency-probe takes what it is given")
     func builtIn() {
         let registry = HookRegistry.builtIn
-        #expect(registry.names == ["hosts-file", "prometheus-sd"])
+        #expect(registry.names == ["hosts-file", "prometheus-sd", "latency-probe"])
         #expect(registry.ordered(["prometheus-sd", "hosts-file"]) == ["hosts-file", "prometheus-sd"])
-        for name in registry.names {
+        #expect(registry.entry("latency-probe")?.type.defaultTypes == [.all])
+        for name in ["hosts-file", "prometheus-sd"] {
             let types = registry.entry(name)?.type.defaultTypes ?? []
             for type in ["client.added", "client.hostname_changed", "client.removed", "hookbus.started"] {
                 #expect(types.matches(type), "\(name) does not want \(type)")

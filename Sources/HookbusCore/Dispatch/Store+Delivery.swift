@@ -20,13 +20,19 @@ public struct RetryRow: Sendable, Equatable {
 extension Store {
     /// Applies delivery-state changes inside the caller's transaction, in order.
     public static func apply(_ ops: [LedgerOp], in db: Database, nowMicros: Int64) throws {
+        // A cursor only moves forward (max), independently of the other tables:
+        // one write per subscriber, with its highest seq, does what all of them do.
+        var cursors: [String: Int64] = [:]
+        var cursorOrder: [String] = []
         for op in ops {
             switch op {
             case .advanceCursor(let subscriber, let seq):
-                try db.execute(sql: """
-                    INSERT INTO subscriber_cursors (subscriber, cursor, updated_at) VALUES (?, ?, ?)
-                    ON CONFLICT (subscriber) DO UPDATE SET cursor = max(cursor, excluded.cursor), updated_at = excluded.updated_at
-                    """, arguments: [subscriber, seq, nowMicros])
+                if let known = cursors[subscriber] {
+                    cursors[subscriber] = max(known, seq)
+                } else {
+                    cursors[subscriber] = seq
+                    cursorOrder.append(subscriber)
+                }
             case .scheduleRetry(let subscriber, let seq, let attempt, let next, let error, let replay):
                 let entry = Self.errorEntry(attempt: attempt, error: error, at: nowMicros)
                 try db.execute(sql: """
@@ -39,8 +45,8 @@ extension Store {
                         first_failed_at = coalesce(first_failed_at, excluded.first_failed_at)
                     """, arguments: [subscriber, seq, attempt, next, error, entry, nowMicros, replay, entry])
             case .clearRetry(let subscriber, let seq, let keepReplay):
-                try db.execute(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ? AND (? = 0 OR replay = 0)",
-                               arguments: [subscriber, seq, keepReplay])
+                try db.cachedStatement(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ? AND (? = 0 OR replay = 0)")
+                    .execute(arguments: [subscriber, seq, keepReplay])
             case .deadLetter(let subscriber, let seq, let attempts, let error, let reason, let replay):
                 let entry = Self.errorEntry(attempt: attempts, error: error, at: nowMicros)
                 try db.execute(sql: """
@@ -54,6 +60,15 @@ extension Store {
                     """, arguments: [subscriber, attempts, entry, error, reason.rawValue, nowMicros, nowMicros, replay,
                                      subscriber, seq])
                 try db.execute(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ?", arguments: [subscriber, seq])
+            }
+        }
+        if !cursorOrder.isEmpty {
+            let advance = try db.cachedStatement(sql: """
+                INSERT INTO subscriber_cursors (subscriber, cursor, updated_at) VALUES (?, ?, ?)
+                ON CONFLICT (subscriber) DO UPDATE SET cursor = max(cursor, excluded.cursor), updated_at = excluded.updated_at
+                """)
+            for subscriber in cursorOrder {
+                try advance.execute(arguments: [subscriber, cursors[subscriber]!, nowMicros])
             }
         }
     }

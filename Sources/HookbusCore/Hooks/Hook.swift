@@ -23,6 +23,10 @@ public protocol Hook: Sendable {
 
     /// Handles one delivery. Throwing (or exceeding the timeout) schedules a retry.
     func handle(_ event: StoredEvent, context: HookContext) async throws
+    /// Background work for as long as dispatch runs (flushing a file now and
+    /// then, say). Started with dispatch, cancelled when it stops: return once
+    /// cancelled. The default does nothing.
+    func run() async
 }
 
 extension Hook {
@@ -30,6 +34,7 @@ extension Hook {
     public static var priority: Int { 100 }
     public static var timeout: Duration? { nil }
     public static var retry: RetryPolicy? { nil }
+    public func run() async {}
 }
 
 /// A hook's options from the config file, with typed accessors whose errors name the option.

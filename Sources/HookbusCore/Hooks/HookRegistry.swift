@@ -19,6 +19,7 @@ public struct HookRegistry: Sendable {
         var registry = HookRegistry()
         registry.register(HostsFileHook.self)
         registry.register(PrometheusSDHook.self)
+        registry.register(LatencyProbeHook.self)
         return registry
     }
 

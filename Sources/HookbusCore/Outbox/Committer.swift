@@ -27,6 +27,9 @@ public final class Committer: Sendable {
         var pending: [Submission] = []
         var writing = false
         var closed = false
+        /// Who submitted events last, and when (monotonic ns): see `submit`.
+        var lastSource = 0
+        var lastSubmitNanos: UInt64 = 0
     }
 
     public let store: Store
@@ -80,39 +83,54 @@ public final class Committer: Sendable {
     /// Completions are called in submission order, so a caller that submits
     /// batch after batch gets its outcomes in the same order.
     ///
-    /// With `inline`, a small submission that finds the writer idle is written
-    /// on the calling thread, and `completion` is called there before `submit`
-    /// returns: a producer that waits for every acknowledgement saves two
-    /// thread wake-ups. Whatever arrives meanwhile goes to the writer queue.
+    /// `inlineFor` names the caller (a connection). A small submission that
+    /// finds the writer idle, from a caller that is alone in publishing (the
+    /// previous batch was its own, or nothing came for `inlineQuiet`), is
+    /// written on the calling thread, and `completion` is called there before
+    /// `submit` returns: a producer that waits for every acknowledgement saves
+    /// two thread wake-ups. Under load from several connections everything
+    /// goes through the writer queue, so no event loop waits on a disk flush
+    /// while other connections' lines could be read into the next group.
     public func submit(
-        events: [NewEvent], ops: [LedgerOp] = [], inline: Bool = false,
+        events: [NewEvent], ops: [LedgerOp] = [], inlineFor source: Int? = nil,
         completion: @escaping @Sendable (Outcome) -> Void
     ) {
         if events.isEmpty && ops.isEmpty { return completion(.success([])) }
-        let start = state.withLock { state -> Bool? in
+        let now = source == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+        let start = state.withLock { state -> Start? in
             if state.closed { return nil }
             state.pending.append(Submission(events: events, ops: ops, completion: completion))
-            if state.writing { return false }
+            var alone = false
+            if let source, !events.isEmpty {
+                alone = state.lastSource == source || now &- state.lastSubmitNanos > Self.inlineQuiet
+                state.lastSource = source
+                state.lastSubmitNanos = now
+            }
+            if state.writing { return .queued }
             state.writing = true
-            return true
+            return alone && events.count <= Self.inlineLimit ? .inline : .queue
         }
         switch start {
         case nil:
             completion(.failure(WireError(.shuttingDown, "shutting_down", "the broker is shutting down; nothing was stored")))
-        case true? where inline && events.count <= Self.inlineLimit:
+        case .inline?:
             if let group = take() {
                 write(group)
                 if take(ifPending: true) != nil { queue.async { self.drain() } }
             }
-        case true?:
+        case .queue?:
             queue.async { self.drain() }
-        case false?:
+        case .queued?:
             break
         }
     }
 
+    private enum Start { case inline, queue, queued }
+
     /// Submissions of at most this many events may be written on the caller's thread.
     static let inlineLimit = 8
+    /// A caller other than the last one is alone after this long without a batch (1 ms).
+    static let inlineQuiet: UInt64 = 1_000_000
 
     /// Takes everything pending, or gives up the writer role if nothing is.
     /// With `ifPending`, only says whether something is pending (and keeps the role if so).

@@ -96,10 +96,11 @@ extension Store {
     /// Events with `seq` in `range`, in `seq` order.
     public func events(in range: ClosedRange<Int64>, limit: Int = 1000) throws -> [StoredEvent] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: """
+            let select = try db.cachedStatement(sql: """
                 SELECT seq, id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event
                 FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?
-                """, arguments: [range.lowerBound, range.upperBound, limit]).map(StoredEvent.init(row:))
+                """)
+            return try Row.fetchAll(select, arguments: [range.lowerBound, range.upperBound, limit]).map(StoredEvent.init(row:))
         }
     }
 
@@ -119,15 +120,15 @@ extension Store {
 
 extension StoredEvent {
     init(row: Row) {
-        seq = row["seq"]
-        id = row["id"]
-        source = row["source"]
-        type = row["type"]
-        subject = row["subject"]
-        time = row["time"]
-        receivedAtMicros = row["received_at"]
-        producer = Producer(uid: UInt32(row["producer_uid"] as Int64), gid: UInt32(row["producer_gid"] as Int64),
-                            pid: Int32(row["producer_pid"] as Int64))
-        json = row["event"]
+        // By position (the SELECT above): no column-name lookups per row.
+        seq = row[0]
+        id = row[1]
+        source = row[2]
+        type = row[3]
+        subject = row[4]
+        time = row[5]
+        receivedAtMicros = row[6]
+        producer = Producer(uid: UInt32(row[7] as Int64), gid: UInt32(row[8] as Int64), pid: Int32(row[9] as Int64))
+        json = row[10]
     }
 }

@@ -14,6 +14,8 @@ import Glibc
 /// new events from the committer's `SeqSignal`.
 public final class Dispatcher: Service {
     let runners: [SubscriberRunner]
+    /// The hooks of hook subscribers, whose `run()` lasts as long as dispatch.
+    private let hooks: [any Hook]
     private let committer: Committer
     private let limiter: InflightLimiter
     private let logger: Logger
@@ -41,6 +43,7 @@ public final class Dispatcher: Service {
         let limiter = InflightLimiter(capacity: config.maxInflight)
         self.limiter = limiter
         var runners: [SubscriberRunner] = []
+        var built: [any Hook] = []
         let lifecycle = LifecycleEvents(committer: committer, logger: logger)
         self.lifecycle = lifecycle
         let forward: @Sendable (DeadLetterNotice) async -> Void = { notice in
@@ -88,6 +91,7 @@ public final class Dispatcher: Service {
                     throw ConfigError(file: config.file ?? "(defaults)", key: "subscribers \"\(subscriber.name)\".options",
                                       reason: "\(error)")
                 }
+                built.append(hook)
                 var hookLogger = logger
                 hookLogger[metadataKey: "hookbus.hook"] = "\(hookName)"
                 if !subscriber.timeoutSet, let declared = entry.type.timeout { subscriber.timeout = declared }
@@ -101,6 +105,7 @@ public final class Dispatcher: Service {
                 limiter: limiter, signal: signal, logger: logger, onDeadLetter: forward))
         }
         self.runners = runners
+        self.hooks = built
         let all = runners
         signal.listen { _ in
             for runner in all { runner.wake() }
@@ -128,6 +133,14 @@ public final class Dispatcher: Service {
                     try? await gracefulShutdown()
                 }
                 group.addTask { await self.retain() }
+                let hooks = self.hooks
+                group.addTask {
+                    // Hooks' background work, until dispatch stops (this task is cancelled then).
+                    await withDiscardingTaskGroup { hookGroup in
+                        for hook in hooks { hookGroup.addTask { await hook.run() } }
+                    }
+                    while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                }
                 group.addTask {
                     // Ends `shutdownGrace` after shutdown began, unless cancelled first.
                     try? await gracefulShutdown()

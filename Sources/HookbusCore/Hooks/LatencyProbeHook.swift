@@ -1,0 +1,131 @@
+import Histogram
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Measures publish-to-delivery latency inside the broker: for every event
+/// whose `data` starts with `"t": <send time>` (nanoseconds since the Unix
+/// epoch, as `hookbus bench` sends), it records the time from then to the
+/// moment the hook runs, and keeps a report file with the percentiles.
+///
+///     [[subscribers]]
+///     name = "probe"
+///     hook = "latency-probe"
+///     types = ["bench.*"]
+///     options = { report = "/tmp/probe.json" }
+///
+/// The report (rewritten atomically at most ten times a second while events
+/// arrive, and when dispatch stops) is one JSON object:
+/// `{"received":N,"unmeasured":M,"p50":µs,"p99":µs,"p999":µs,"max":µs}`;
+/// `hookbus bench --e2e-report FILE` reads it.
+///
+/// Options: `report` (required).
+public struct LatencyProbeHook: Hook {
+    public static let name = "latency-probe"
+
+    public let report: String
+    private let box = TallyBox()
+    static let flushInterval: Duration = .milliseconds(100)
+
+    final class TallyBox: Sendable {
+        let tally = Mutex(Tally())
+    }
+
+    struct Tally {
+        var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000,
+                                        numberOfSignificantValueDigits: .three)
+        var unmeasured = 0
+        /// Events counted since the report was last written.
+        var unreported = 0
+    }
+
+    public init(options: HookOptions) throws {
+        try options.only(["report"])
+        report = try options.string("report")
+    }
+
+    public func handle(_ event: StoredEvent, context: HookContext) async throws {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nanos = UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+        let sentAt = Self.sentAt(in: event.json)
+        box.tally.withLock { tally in
+            if let sentAt {
+                tally.latency.record(nanos > sentAt ? nanos - sentAt : 0)
+            } else {
+                tally.unmeasured += 1
+            }
+            tally.unreported += 1
+        }
+    }
+
+    public func run() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.flushInterval)
+            writeReport(ifChanged: true)
+        }
+        writeReport(ifChanged: true)
+    }
+
+    /// The report as it stands.
+    public func summary() -> String {
+        box.tally.withLock { Self.render($0) }
+    }
+
+    private func writeReport(ifChanged: Bool) {
+        let text = box.tally.withLock { tally -> String? in
+            if ifChanged && tally.unreported == 0 { return nil }
+            tally.unreported = 0
+            return Self.render(tally)
+        }
+        guard let text else { return }
+        do {
+            try AtomicFile.write(text + "\n", to: report)
+        } catch {
+            // A probe that cannot write its report loses nothing but the report.
+        }
+    }
+
+    static func render(_ tally: Tally) -> String {
+        let micros = { (value: UInt64) -> Double in (Double(value) / 100).rounded() / 10 }
+        var out = JSONWriter(capacity: 160)
+        out.beginObject()
+        out.key("received"); out.int(Int(tally.latency.totalCount) + tally.unmeasured)
+        out.key("unmeasured"); out.int(tally.unmeasured)
+        out.key("p50"); out.double(micros(tally.latency.valueAtPercentile(50)))
+        out.key("p99"); out.double(micros(tally.latency.valueAtPercentile(99)))
+        out.key("p999"); out.double(micros(tally.latency.valueAtPercentile(99.9)))
+        out.key("max"); out.double(micros(tally.latency.max))
+        out.endObject()
+        return String(decoding: out.bytes, as: UTF8.self)
+    }
+
+    private static let marker = Array(#""data":{"t":"#.utf8)
+
+    /// The send time in `data.t`, if the event's `data` starts with it.
+    static func sentAt(in json: String) -> UInt64? {
+        var json = json
+        return json.withUTF8 { bytes -> UInt64? in
+            guard bytes.count > marker.count else { return nil }
+            var index = 0
+            let last = bytes.count - marker.count
+            search: while index <= last {
+                for offset in 0..<marker.count where bytes[index + offset] != marker[offset] {
+                    index += 1
+                    continue search
+                }
+                var value: UInt64 = 0
+                var cursor = index + marker.count
+                var digits = 0
+                while cursor < bytes.count, bytes[cursor] >= UInt8(ascii: "0"), bytes[cursor] <= UInt8(ascii: "9"), digits < 20 {
+                    value = value &* 10 &+ UInt64(bytes[cursor] - UInt8(ascii: "0"))
+                    cursor += 1
+                    digits += 1
+                }
+                return digits > 0 && digits < 20 ? value : nil
+            }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+
+/// The built-in `latency-probe` hook: publish-to-delivery latency measured
+/// inside the broker, for `hookbus bench --e2e-report`. It also shows that a
+/// hook's `run()` lasts as long as dispatch: the report is written from there,
+/// and written once more when the broker stops.
+@Suite("Dispatch: latency-probe hook")
+struct DispatchLatencyProbeTests {
+    static func report(_ path: String) -> [String: Any]? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+
+    @Test("events with data.t are measured, others counted as unmeasured; the report is rewritten while the broker runs and at its stop")
+    func measuresAndReports() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await DispatchBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "probe"
+            types = ["probe.*"]
+            hook = "latency-probe"
+            options = { report = "{dir}/probe.json" }
+            """)
+        let path = scratch.root + "/probe.json"
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        // Sent "5 ms ago", so every latency is at least 5,000 µs.
+        let sentAt = (UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)) - 5_000_000
+        var lines = (0..<20).map { EventLine.make(type: "probe.tick", source: "probe", id: "t\($0)", data: #"{"t":\#(sentAt),"pad":"x"}"#) }
+        lines.append(EventLine.make(type: "probe.tick", source: "probe", id: "no-time", data: #"{"n":1}"#))
+        lines.append(EventLine.make(type: "other.thing", source: "probe", id: "not-mine", data: #"{"t":1}"#))
+        _ = try await bed.publish(lines)
+
+        try await bed.waitUntil("the probe reports 21 events") {
+            (Self.report(path)?["received"] as? Int) == 21
+        }
+        let first = try #require(Self.report(path))
+        #expect(first["unmeasured"] as? Int == 1, "\(first)")
+        let p50 = try #require(first["p50"] as? Double)
+        let maximum = try #require(first["max"] as? Double)
+        #expect(p50 >= 5000 && maximum >= p50 && maximum < 60_000_000, "latencies in µs from data.t: \(first)")
+
+        // More events after the first report, then a stop: the last report counts them all.
+        let more = try await bed.publish((0..<5).map { EventLine.make(type: "probe.tock", source: "probe", id: "k\($0)", data: #"{"t":\#(sentAt)}"#) })
+        try await bed.waitUntil("the probe delivered everything") { try bed.ledger().settled("probe", through: more.last!) }
+        #expect(try await bed.broker.stop() == 0)
+        let last = try #require(Self.report(path))
+        #expect(last["received"] as? Int == 26, "\(last)")
+    }
+}
