@@ -154,6 +154,17 @@ name = "bench-exec"
 types = ["bench.*"]
 exec = ["cat"]
 EOF
+# Publish to an in-process hook: the built-in latency-probe keeps the report.
+HOOK_CONFIG=$WORK/hook.toml
+cat >"$HOOK_CONFIG" <<EOF
+[[subscribers]]
+name = "bench-hook"
+types = ["bench.*"]
+hook = "latency-probe"
+options = { report = "$WORK/probe-report.json" }
+EOF
+# Fan-out: 10 in-process hooks, each delivered every event (as fast as they
+# can: on 2 cores they share the CPU with ingest) ...
 FANOUT_CONFIG=$WORK/fanout.toml
 : >"$FANOUT_CONFIG"
 for i in $(seq 10); do
@@ -161,7 +172,20 @@ for i in $(seq 10); do
 [[subscribers]]
 name = "bench-fanout-$i"
 types = ["bench.*"]
-pipe = ["$HOOKBUS", "bench", "sink"]
+hook = "latency-probe"
+options = { report = "$WORK/fanout-$i.json" }
+EOF
+done
+# ... and 10 pipe subscribers that never answer: what 10 subscribers cost the
+# write path alone (their cursors, no extra write per event).
+STALLED_CONFIG=$WORK/stalled.toml
+: >"$STALLED_CONFIG"
+for i in $(seq 10); do
+    cat >>"$STALLED_CONFIG" <<EOF
+[[subscribers]]
+name = "bench-stalled-$i"
+types = ["bench.*"]
+pipe = ["sleep", "100000"]
 EOF
 done
 
@@ -177,8 +201,9 @@ for run in $(seq "$RUNS"); do
         if [[ $name == ingest-4x64 ]]; then
             # Right after the same load with no subscriber, so the two see the same machine.
             start_hookbusd "$FANOUT_CONFIG"; bench fanout-10 hookbus "$run" "${args[@]}" "${THROUGHPUT[@]}"
-            # Did the subscribers keep up? (If not, the comparison says little about fan-out.)
+            # How much did the subscribers deliver meanwhile?
             "$HOOKBUS" stats --socket "$WORK/hookbus.sock" --json >"$RESULTS/fanout-stats.hookbus.$run.json" || true
+            start_hookbusd "$STALLED_CONFIG"; bench fanout-10-stalled hookbus "$run" "${args[@]}" "${THROUGHPUT[@]}"
         fi
         start_redis; bench "$name" redis "$run" "${args[@]}" "${THROUGHPUT[@]}"
         start_beanstalkd; bench "$name" beanstalkd "$run" "${args[@]}" "${THROUGHPUT[@]}"
@@ -190,6 +215,12 @@ for run in $(seq "$RUNS"); do
     E2E=(--connections 4 --window 64 --rate 20000 "${THROUGHPUT[@]}" --e2e --drain-timeout 10s)
     start_hookbusd; bench e2e-20k hookbus "$run" "${E2E[@]}"
     start_redis; bench e2e-20k redis "$run" "${E2E[@]}"
+    # The same rate to the in-process latency-probe hook (its report counts every
+    # event, so no warm-up here).
+    rm -f "$WORK/probe-report.json"
+    start_hookbusd "$HOOK_CONFIG"
+    bench e2e-20k-hook hookbus "$run" --connections 4 --window 64 --rate 20000 --duration "${SECS}s" \
+        --e2e-report "$WORK/probe-report.json" --drain-timeout 10s
 
     # A pipe subscriber at 5k events/s.
     rm -f "$WORK/pipe-report.json"

@@ -16,6 +16,8 @@ public final class Dispatcher: Service {
     let runners: [SubscriberRunner]
     /// The hooks of hook subscribers, whose `run()` lasts as long as dispatch.
     private let hooks: [any Hook]
+    /// Makes the hooks woken by one event start in priority order.
+    private let gate: HookStartGate
     private let committer: Committer
     private let limiter: InflightLimiter
     private let logger: Logger
@@ -61,6 +63,7 @@ public final class Dispatcher: Service {
         let ordered = hookSubscribers.sorted { rank($0) < rank($1) }
             + config.subscribers.filter { if case .hook = $0.kind { false } else { true } }
         let gate = HookStartGate()
+        self.gate = gate
         for subscriber in ordered {
             var subscriber = subscriber
             let deliverer: any Deliverer
@@ -140,6 +143,14 @@ public final class Dispatcher: Service {
                         for hook in hooks { hookGroup.addTask { await hook.run() } }
                     }
                     while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                }
+                let gate = self.gate
+                group.addTask {
+                    // Bounds the hook start gate's waits (`HookStartGate.maxWait`).
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: HookStartGate.sweepInterval)
+                        gate.sweep()
+                    }
                 }
                 group.addTask {
                     // Ends `shutdownGrace` after shutdown began, unless cancelled first.

@@ -26,8 +26,9 @@ struct HookDeliverer: Deliverer {
 
     func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult {
         var logger = self.logger
-        logger[metadataKey: "hookbus.seq"] = "\(delivery.seq)"
-        logger[metadataKey: "hookbus.attempt"] = "\(delivery.attempt)"
+        // Rendered only if something is logged.
+        logger[metadataKey: "hookbus.seq"] = .stringConvertible(delivery.seq)
+        logger[metadataKey: "hookbus.attempt"] = .stringConvertible(delivery.attempt)
         let context = HookContext(
             attempt: delivery.attempt, replay: delivery.replay, subscriber: delivery.subscriber, logger: logger,
             config: config, state: HookState(hook: delivery.subscriber, store: store))

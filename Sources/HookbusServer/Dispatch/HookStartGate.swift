@@ -24,6 +24,7 @@ final class HookStartGate: Sendable {
         var seq: Int64
         var rank: Int
         var type: String
+        var since: ContinuousClock.Instant
         var continuation: CheckedContinuation<Void, Never>
     }
 
@@ -54,30 +55,41 @@ final class HookStartGate: Sendable {
             return state.nextWaiter
         }
         guard let id else { return }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let resumeNow = self.state.withLock { state -> Bool in
-                        if state.released.remove(id) != nil { return true }
-                        if Self.ready(state.lanes, seq: seq, rank: rank, type: type) { return true }
-                        state.waiters[id] = Waiter(seq: seq, rank: rank, type: type, continuation: continuation)
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
+        // No timer of its own: `sweep` (every `sweepInterval`, from the dispatcher)
+        // lets go of waiters older than `maxWait`; cancellation lets go at once.
+        let since = ContinuousClock.now
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = self.state.withLock { state -> Bool in
+                    if state.released.remove(id) != nil { return true }
+                    if Self.ready(state.lanes, seq: seq, rank: rank, type: type) { return true }
+                    state.waiters[id] = Waiter(seq: seq, rank: rank, type: type, since: since, continuation: continuation)
+                    return false
                 }
+                if resumeNow { continuation.resume() }
             }
-            group.addTask {
-                try? await Task.sleep(for: Self.maxWait)
-                self.release(id)
-            }
-            await group.next()
-            group.cancelAll()
+        } onCancel: {
             self.release(id)
         }
         state.withLock { _ = $0.released.remove(id) }
     }
 
-    /// The runner of `rank` launched the first attempt at `seq`.
+    /// How often the dispatcher calls `sweep`.
+    static let sweepInterval: Duration = .milliseconds(100)
+
+    /// Lets go of every waiter that has waited `maxWait` or longer.
+    func sweep(now: ContinuousClock.Instant = .now) {
+        let overdue = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            var out: [CheckedContinuation<Void, Never>] = []
+            for (id, waiter) in state.waiters where now - waiter.since >= Self.maxWait {
+                out.append(waiter.continuation)
+                state.waiters.removeValue(forKey: id)
+            }
+            return out
+        }
+        for continuation in overdue { continuation.resume() }
+    }
+
     func launched(rank: Int, seq: Int64) {
         update { $0[rank].launched = max($0[rank].launched, seq) }
     }
