@@ -49,33 +49,39 @@ struct Connection: Sendable {
                             subscription.deliverer.close()
                         }
                     }
-                    for try await batch in inbound {
-                        var started: SubscriberRunner?
-                        let replies = await answer(batch.frames, subscription: &subscription, outbound: outbound, started: &started)
-                        do {
-                            if !replies.isEmpty {
-                                try await outbound.write(.bytes(ByteBuffer(bytes: replies)))
+                    do {
+                        for try await batch in inbound {
+                            var started: SubscriberRunner?
+                            let replies = await answer(batch.frames, subscription: &subscription, outbound: outbound, started: &started)
+                            do {
+                                if !replies.isEmpty {
+                                    try await outbound.write(.bytes(ByteBuffer(bytes: replies)))
+                                }
+                                // The event loop's fast path waits for this before it answers again.
+                                try await outbound.write(.batchAnswered)
+                            } catch {
+                                // The client is gone. End the loop without throwing, so a
+                                // subscription ends as it should (stopped by the defers above,
+                                // what waited for an ack failed and recorded) rather than
+                                // cancelled mid-way.
+                                logger.debug("cannot write to the connection", metadata: ["hookbus.error": "\(error)"])
+                                break
                             }
-                            // The event loop's fast path waits for this before it answers again.
-                            try await outbound.write(.batchAnswered)
-                        } catch {
-                            // The client is gone. End the loop without throwing, so a
-                            // subscription ends as it should (stopped by the defers above,
-                            // what waited for an ack failed and recorded) rather than
-                            // cancelled mid-way.
-                            logger.debug("cannot write to the connection", metadata: ["hookbus.error": "\(error)"])
-                            break
-                        }
-                        // Deliveries start only once the subscribe reply is written.
-                        if let runner = started {
-                            let durable = subscription?.durable ?? false
-                            running = true
-                            group.addTask {
-                                await runner.run()
-                                commands.dispatcher.release(runner, durable: durable)
+                            // Deliveries start only once the subscribe reply is written.
+                            if let runner = started {
+                                let durable = subscription?.durable ?? false
+                                running = true
+                                group.addTask {
+                                    await runner.run()
+                                    commands.dispatcher.release(runner, durable: durable)
+                                }
                             }
+                            if batch.isLast { break }
                         }
-                        if batch.isLast { break }
+                    } catch {
+                        // The client is gone (a reset, say): end like any other end
+                        // of input, so a subscription stops cleanly, not cancelled.
+                        logger.debug("cannot read from the connection", metadata: ["hookbus.error": "\(error)"])
                     }
                 }
             }

@@ -59,6 +59,16 @@ final class IngestHandler: ChannelDuplexHandler {
     private var inputClosed: Any?
     private var readPending = false
     private var context: ChannelHandlerContext?
+    /// Writes passed toward the socket and not written out yet.
+    private var unwritten = 0
+    /// A close waiting for `unwritten` to reach 0.
+    private struct HeldClose {
+        var context: ChannelHandlerContext
+        var mode: CloseMode
+        var promise: EventLoopPromise<Void>?
+        var timeout: Scheduled<Void>
+    }
+    private var heldClose: HeldClose?
     /// Names this connection to the committer, which may commit a lone
     /// producer's small batches right here on the event loop.
     private var inlineToken: Int { ObjectIdentifier(self).hashValue }
@@ -159,7 +169,7 @@ final class IngestHandler: ChannelDuplexHandler {
             committing.removeFirst()
             firstTicket += 1
             let replies = ingest.answer(first.requests, committed: outcome)
-            context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: replies)), promise: nil)
+            send(context.channel.allocator.buffer(bytes: replies), promise: nil, context: context)
             wrote = true
         }
         if wrote { context.flush() }
@@ -167,10 +177,49 @@ final class IngestHandler: ChannelDuplexHandler {
 
     // MARK: outbound
 
+    /// Writes toward the socket, counting what is not written out yet.
+    private func send(_ buffer: ByteBuffer, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        unwritten += 1
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in
+            let this = handler.value
+            this.unwritten -= 1
+            if this.unwritten == 0, let close = this.heldClose {
+                this.heldClose = nil
+                close.timeout.cancel()
+                close.context.close(mode: close.mode, promise: close.promise)
+            }
+        }
+        if let promise { written.futureResult.cascade(to: promise) }
+        context.write(wrapOutboundOut(buffer), promise: written)
+    }
+
+    /// Closing drops what NIO has not written to the socket yet: a client that
+    /// closed its side and is still reading its replies would lose the last ones.
+    /// So a close waits until everything is written, or `closeGrace` at most (a
+    /// client that reads nothing must not keep its connection forever).
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, unwritten > 0, heldClose == nil else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        context.flush()
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let timeout = context.eventLoop.scheduleTask(in: Self.closeGrace) {
+            guard let close = handler.value.heldClose else { return }
+            handler.value.heldClose = nil
+            close.context.close(mode: close.mode, promise: close.promise)
+        }
+        heldClose = HeldClose(context: context, mode: mode, promise: promise, timeout: timeout)
+    }
+
+    static let closeGrace: TimeAmount = .seconds(5)
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .bytes(let buffer):
-            context.write(wrapOutboundOut(buffer), promise: promise)
+            send(buffer, promise: promise, context: context)
         case .batchAnswered:
             forwarded -= 1
             promise?.succeed(())

@@ -52,18 +52,24 @@ public final class Listener: Service {
                 PeerCredentials.read(from: channel).flatMapThrowing { producer in
                     // Counted here, before anything is read: a connection over the
                     // limit must not get its events committed by the fast path.
+                    // (`serve` gives the place back when the connection ends.)
                     let admitted = self.connectionCount.add(1, ordering: .relaxed).newValue <= maxConnections
-                    let connection = self.connectionLogger(producer: producer)
-                    let ingest = Ingest(decoder: self.decoder, producer: producer, access: self.config.access,
-                                        committer: self.committer, logger: connection)
-                    try channel.pipeline.syncOperations.addHandlers(
-                        LineFramingHandler(maxLineBytes: maxLineBytes),
-                        IngestHandler(ingest: ingest, maxInflightBatches: inflight, forwardAll: !admitted))
-                    let wrapped = try NIOAsyncChannel<FrameBatch, ConnectionOutput>(
-                        wrappingChannelSynchronously: channel,
-                        configuration: .init(backPressureStrategy: .init(
-                            lowWatermark: max(1, inflight / 2), highWatermark: inflight)))
-                    return Accepted(channel: wrapped, ingest: ingest, admitted: admitted)
+                    do {
+                        let connection = self.connectionLogger(producer: producer)
+                        let ingest = Ingest(decoder: self.decoder, producer: producer, access: self.config.access,
+                                            committer: self.committer, logger: connection)
+                        try channel.pipeline.syncOperations.addHandlers(
+                            LineFramingHandler(maxLineBytes: maxLineBytes),
+                            IngestHandler(ingest: ingest, maxInflightBatches: inflight, forwardAll: !admitted))
+                        let wrapped = try NIOAsyncChannel<FrameBatch, ConnectionOutput>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(backPressureStrategy: .init(
+                                lowWatermark: max(1, inflight / 2), highWatermark: inflight)))
+                        return Accepted(channel: wrapped, ingest: ingest, admitted: admitted)
+                    } catch {
+                        self.connectionCount.subtract(1, ordering: .relaxed)  // never served
+                        throw error
+                    }
                 }
             }
         do {

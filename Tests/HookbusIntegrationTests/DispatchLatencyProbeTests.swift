@@ -12,7 +12,7 @@ struct DispatchLatencyProbeTests {
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
     }
 
-    @Test("events with data.t are measured, others counted as unmeasured; the report is rewritten while the broker runs and at its stop")
+    @Test("events with data.t are measured, others counted as unmeasured; the report is rewritten while the broker runs")
     func measuresAndReports() async throws {
         let scratch = try ScratchDirectory()
         defer { scratch.cleanUp() }
@@ -42,11 +42,27 @@ struct DispatchLatencyProbeTests {
         let maximum = try #require(first["max"] as? Double)
         #expect(p50 >= 5000 && maximum >= p50 && maximum < 60_000_000, "latencies in µs from data.t: \(first)")
 
-        // More events after the first report, then a stop: the last report counts them all.
-        let more = try await bed.publish((0..<5).map { EventLine.make(type: "probe.tock", source: "probe", id: "k\($0)", data: #"{"t":\#(sentAt)}"#) })
-        try await bed.waitUntil("the probe delivered everything") { try bed.ledger().settled("probe", through: more.last!) }
+    }
+
+    @Test("with a long interval the report is written only when dispatch stops, and counts everything delivered")
+    func finalReportAtStop() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await DispatchBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "probe"
+            types = ["probe.*"]
+            hook = "latency-probe"
+            options = { report = "{dir}/probe.json", interval_ms = 3600000 }
+            """)
+        let path = scratch.root + "/probe.json"
+        let seqs = try await bed.publish((0..<5).map {
+            EventLine.make(type: "probe.tock", source: "probe", id: "k\($0)", data: #"{"t":1700000000000000000}"#)
+        })
+        try await bed.waitUntil("the probe delivered everything") { try bed.ledger().settled("probe", through: seqs.last!) }
+        #expect(Self.report(path) == nil, "no periodic report within an hour's interval")
         #expect(try await bed.broker.stop() == 0)
-        let last = try #require(Self.report(path))
-        #expect(last["received"] as? Int == 26, "\(last)")
+        let last = try #require(Self.report(path), "the report written when dispatch stopped")
+        #expect(last["received"] as? Int == 5 && last["unmeasured"] as? Int == 0, "\(last)")
     }
 }

@@ -59,7 +59,7 @@ struct HookStartGateTests {
                 await gate.waitTurn(seq: 3, rank: second, type: "t")
                 passed.set()
             }
-            try await Task.sleep(for: .milliseconds(50))
+            try await Self.eventually { gate.waiting == 1 }
             gate.sweep()
             #expect(!passed.isSet, "not yet overdue")
             gate.sweep(now: .now + HookStartGate.maxWait)

@@ -66,16 +66,41 @@ struct IngestHandlerTests {
         var count: Int { reads.load(ordering: .relaxed) }
     }
 
+    /// Toward the socket: holds every write's promise until `release`, and records closes.
+    final class SlowSocket: ChannelOutboundHandler, @unchecked Sendable {
+        typealias OutboundIn = ByteBuffer
+        var held: [EventLoopPromise<Void>] = []
+        var closes = 0
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            let mine = context.eventLoop.makePromise(of: Void.self)
+            held.append(mine)
+            context.write(data, promise: nil)
+            if let promise { mine.futureResult.cascade(to: promise) }
+        }
+        func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+            closes += 1
+            context.close(mode: mode, promise: promise)
+        }
+        func release() {
+            let promises = held
+            held = []
+            for promise in promises { promise.succeed(()) }
+        }
+    }
+
     struct Bed {
         let channel: EmbeddedChannel
         let commits = HeldCommits()
         let downstream = Downstream()
         let reads = ReadCounter()
 
-        init(maxInflightBatches: Int = 8) throws {
+        let socket = SlowSocket()
+
+        init(maxInflightBatches: Int = 8, slowSocket: Bool = false) throws {
             channel = EmbeddedChannel()
             let ingest = Ingest(decoder: RequestDecoder(), producer: Producer(uid: 1000, gid: 1000, pid: 42),
                                 access: AccessPolicy(), committer: commits, logger: Logger(label: "test"))
+            if slowSocket { try channel.pipeline.syncOperations.addHandler(socket) }
             try channel.pipeline.syncOperations.addHandlers(
                 reads, IngestHandler(ingest: ingest, maxInflightBatches: maxInflightBatches), downstream)
         }
@@ -166,6 +191,21 @@ struct IngestHandlerTests {
         bed.commits.finish()
         #expect(try bed.written().count == 1)
         #expect(bed.downstream.events.count == 1)
+    }
+
+    @Test("a close waits until the replies already answered are written out (a half-closed client still reading them)")
+    func closeWaitsForWrites() throws {
+        let bed = try Bed(slowSocket: true)
+        try bed.send(Self.event("a"))
+        bed.commits.finish()
+        bed.channel.embeddedEventLoop.run()
+        #expect(bed.socket.held.count == 1, "the reply is on its way, not written out")
+        bed.channel.close(promise: nil)
+        bed.channel.embeddedEventLoop.run()
+        #expect(bed.socket.closes == 0, "closing now would drop the reply")
+        bed.socket.release()
+        bed.channel.embeddedEventLoop.run()
+        #expect(bed.socket.closes == 1, "written out: the close goes on")
     }
 
     @Test("no more is read while max_inflight_per_connection batches wait; reading resumes when they are answered")

@@ -15,34 +15,43 @@ import Glibc
 ///     types = ["bench.*"]
 ///     options = { report = "/tmp/probe.json" }
 ///
-/// The report (rewritten atomically at most ten times a second while events
-/// arrive, and when dispatch stops) is one JSON object:
+/// The report (rewritten atomically every `interval_ms`, 100 by default, while
+/// events arrive, and when dispatch stops) is one JSON object:
 /// `{"received":N,"unmeasured":M,"p50":µs,"p99":µs,"p999":µs,"max":µs}`;
 /// `hookbus bench --e2e-report FILE` reads it.
 ///
-/// Options: `report` (required).
+/// Options: `report` (required), `interval_ms` (100).
 public struct LatencyProbeHook: Hook {
     public static let name = "latency-probe"
 
     public let report: String
+    /// How often the report is rewritten while events arrive.
+    public let interval: Duration
     private let box = TallyBox()
-    static let flushInterval: Duration = .milliseconds(100)
 
     final class TallyBox: Sendable {
         let tally = Mutex(Tally())
     }
 
     struct Tally {
-        var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000,
+        var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: LatencyProbeHook.longest,
                                         numberOfSignificantValueDigits: .three)
         var unmeasured = 0
         /// Events counted since the report was last written.
         var unreported = 0
     }
 
+    /// The longest latency recorded as such (an hour, in ns).
+    static let longest: UInt64 = 3_600_000_000_000
+
     public init(options: HookOptions) throws {
-        try options.only(["report"])
+        try options.only(["report", "interval_ms"])
         report = try options.string("report")
+        let milliseconds = try options.int("interval_ms", default: 100)
+        guard milliseconds >= 1 else {
+            throw HookOptions.Problem(description: "option 'interval_ms' of hook \(Self.name) must be at least 1, got \(milliseconds)")
+        }
+        interval = .milliseconds(milliseconds)
     }
 
     public func handle(_ event: StoredEvent, context: HookContext) async throws {
@@ -52,7 +61,8 @@ public struct LatencyProbeHook: Hook {
         let sentAt = Self.sentAt(in: event.json)
         box.tally.withLock { tally in
             if let sentAt {
-                tally.latency.record(nanos > sentAt ? nanos - sentAt : 0)
+                // Beyond an hour (a clock far off, an old replayed event) counts as an hour.
+                tally.latency.record(min(nanos > sentAt ? nanos - sentAt : 0, Self.longest))
             } else {
                 tally.unmeasured += 1
             }
@@ -62,7 +72,7 @@ public struct LatencyProbeHook: Hook {
 
     public func run() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: Self.flushInterval)
+            try? await Task.sleep(for: interval)
             writeReport(ifChanged: true)
         }
         writeReport(ifChanged: true)

@@ -11,8 +11,9 @@ import Synchronization
 /// writing happens on a dedicated serial queue, so async callers never block a
 /// cooperative thread on disk I/O.
 ///
-/// Bounded: each connection has at most one batch outstanding, so the queue
-/// holds at most `max_connections` batches.
+/// Bounded: each connection has at most `max_inflight_per_connection` batches
+/// outstanding, and each subscriber runner one ledger write, so the queue holds
+/// at most that many submissions.
 public final class Committer: Sendable {
     public typealias Outcome = Result<[AppendOutcome], WireError>
 
@@ -97,27 +98,31 @@ public final class Committer: Sendable {
     ) {
         if events.isEmpty && ops.isEmpty { return completion(.success([])) }
         let now = source == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+        let submission = Submission(events: events, ops: ops, completion: completion)
         let start = state.withLock { state -> Start? in
             if state.closed { return nil }
-            state.pending.append(Submission(events: events, ops: ops, completion: completion))
             var alone = false
             if let source, !events.isEmpty {
                 alone = state.lastSource == source || now &- state.lastSubmitNanos > Self.inlineQuiet
                 state.lastSource = source
                 state.lastSubmitNanos = now
             }
+            if !state.writing && state.pending.isEmpty && alone && events.count <= Self.inlineLimit {
+                // This batch alone, here: whatever comes meanwhile waits for the queue.
+                state.writing = true
+                return .inline
+            }
+            state.pending.append(submission)
             if state.writing { return .queued }
             state.writing = true
-            return alone && events.count <= Self.inlineLimit ? .inline : .queue
+            return .queue
         }
         switch start {
         case nil:
             completion(.failure(WireError(.shuttingDown, "shutting_down", "the broker is shutting down; nothing was stored")))
         case .inline?:
-            if let group = take() {
-                write(group)
-                if take(ifPending: true) != nil { queue.async { self.drain() } }
-            }
+            write([submission])
+            if take(ifPending: true) != nil { queue.async { self.drain() } }
         case .queue?:
             queue.async { self.drain() }
         case .queued?:
@@ -153,11 +158,13 @@ public final class Committer: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             queue.async { continuation.resume() }
         }
-        // A drain may have been scheduled after the barrier above: wait for it too.
+        // A drain may have been scheduled after the barrier above, or a write be
+        // under way on a caller's thread: wait for those too.
         while state.withLock({ $0.writing }) {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 queue.async { continuation.resume() }
             }
+            try? await Task.sleep(for: .milliseconds(1))
         }
     }
 

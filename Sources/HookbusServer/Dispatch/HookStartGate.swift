@@ -74,6 +74,9 @@ final class HookStartGate: Sendable {
         state.withLock { _ = $0.released.remove(id) }
     }
 
+    /// Waits registered and not let go yet.
+    var waiting: Int { state.withLock { $0.waiters.count } }
+
     /// How often the dispatcher calls `sweep`.
     static let sweepInterval: Duration = .milliseconds(100)
 
