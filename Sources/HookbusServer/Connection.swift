@@ -102,18 +102,12 @@ struct Connection: Sendable {
         var out = JSONWriter(capacity: 48 * requests.count)
         var eventIndex = 0
         for request in requests {
-            switch request {
-            case .publish:
-                switch committed {
-                case .success(let outcomes): Reply.published(outcomes[eventIndex], into: &out)
-                case .failure(let error): Reply.error(error, into: &out)
-                }
-                eventIndex += 1
-            case .refused(let error):
-                ingest.refuse(error, into: &out)
-            case .command(let command) where command.op == "ack" || command.op == "nack":
+            if ingest.reply(to: request, eventIndex: &eventIndex, committed: committed, into: &out) { continue }
+            guard case .command(let command) = request else { continue }
+            switch command.op {
+            case "ack", "nack":
                 acknowledge(command, subscription: subscription, into: &out)
-            case .command(let command) where command.op == "subscribe":
+            case "subscribe":
                 if subscription != nil {
                     Reply.error(WireError(.badRequest, "already_subscribed", attribute: "op",
                                           "this connection already holds a subscription; open another connection"), into: &out)
@@ -133,7 +127,7 @@ struct Connection: Sendable {
                 case .failure(let error):
                     Reply.error(error, into: &out)
                 }
-            case .command(let command):
+            default:
                 await commands.handle(command, producer: producer, into: &out)
             }
         }

@@ -81,20 +81,29 @@ struct Ingest: Sendable {
     func answer(_ requests: [Request], committed: Committer.Outcome) -> [UInt8] {
         var out = JSONWriter(capacity: 48 * requests.count)
         var eventIndex = 0
-        for request in requests {
-            switch request {
-            case .publish:
-                switch committed {
-                case .success(let outcomes): Reply.published(outcomes[eventIndex], into: &out)
-                case .failure(let error): Reply.error(error, into: &out)
-                }
-                eventIndex += 1
-            case .refused(let error):
-                refuse(error, into: &out)
-            case .command:
-                preconditionFailure("a batch with commands is answered by Connection")
-            }
+        for request in requests where !reply(to: request, eventIndex: &eventIndex, committed: committed, into: &out) {
+            preconditionFailure("a batch with commands is answered by Connection")
         }
         return out.bytes
+    }
+
+    /// Writes the reply to an event or a refused line and returns true; returns
+    /// false (writing nothing) for a command. `eventIndex` counts the events
+    /// answered so far, the index of this one's outcome in `committed`.
+    func reply(to request: Request, eventIndex: inout Int, committed: Committer.Outcome, into out: inout JSONWriter) -> Bool {
+        switch request {
+        case .publish:
+            switch committed {
+            case .success(let outcomes): Reply.published(outcomes[eventIndex], into: &out)
+            case .failure(let error): Reply.error(error, into: &out)
+            }
+            eventIndex += 1
+            return true
+        case .refused(let error):
+            refuse(error, into: &out)
+            return true
+        case .command:
+            return false
+        }
     }
 }
