@@ -54,11 +54,16 @@ struct Connection: Sendable {
                             var started: SubscriberRunner?
                             let replies = await answer(batch.frames, subscription: &subscription, outbound: outbound, started: &started)
                             do {
-                                if !replies.isEmpty {
+                                // The event loop's fast path waits for the end mark before it
+                                // answers again. Written after the replies, in their order; a
+                                // batch without replies (acks) sends it past the writer, which
+                                // may be waiting for the client to read its deliveries.
+                                if replies.isEmpty {
+                                    channel.channel.triggerUserOutboundEvent(BatchAnsweredEvent(), promise: nil)
+                                } else {
                                     try await outbound.write(.bytes(ByteBuffer(bytes: replies)))
+                                    try await outbound.write(.batchAnswered)
                                 }
-                                // The event loop's fast path waits for this before it answers again.
-                                try await outbound.write(.batchAnswered)
                             } catch {
                                 // The client is gone. End the loop without throwing, so a
                                 // subscription ends as it should (stopped by the defers above,

@@ -9,6 +9,11 @@ enum ConnectionOutput: Sendable {
     case batchAnswered
 }
 
+/// The mark that a batch handed to `Connection` got no reply at all (acks):
+/// sent as a user outbound event, so it does not wait, as a write would, for
+/// the client to read what is queued for it (a subscriber's deliveries).
+struct BatchAnsweredEvent: Sendable {}
+
 /// The ingest fast path, on the connection's event loop.
 ///
 /// A batch of lines that holds only events (and lines refused outright) is
@@ -22,11 +27,12 @@ enum ConnectionOutput: Sendable {
 /// goes on to the async `Connection`, once every fast batch before it is
 /// answered; while the `Connection` has batches to answer, later batches go to
 /// it too, so replies never overtake each other. `Connection` writes
-/// `.batchAnswered` after the replies to each batch it was handed.
+/// `.batchAnswered` after the replies to each batch it was handed (or sends
+/// `BatchAnsweredEvent` for a batch that got none).
 ///
 /// Back-pressure: no more is read from the socket while
 /// `max_inflight_per_connection` batches wait to be answered, or while the
-/// client does not read its replies (the channel is not writable).
+/// replies of that many batches wait for the client to read them.
 final class IngestHandler: ChannelDuplexHandler {
     typealias InboundIn = FrameBatch
     typealias InboundOut = FrameBatch
@@ -61,6 +67,8 @@ final class IngestHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     /// Writes passed toward the socket and not written out yet.
     private var unwritten = 0
+    /// The fast path's reply writes among them.
+    private var repliesUnwritten = 0
     /// A close waiting for `unwritten` to reach 0.
     private struct HeldClose {
         var context: ChannelHandlerContext
@@ -169,7 +177,7 @@ final class IngestHandler: ChannelDuplexHandler {
             committing.removeFirst()
             firstTicket += 1
             let replies = ingest.answer(first.requests, committed: outcome)
-            send(context.channel.allocator.buffer(bytes: replies), promise: nil, context: context)
+            send(context.channel.allocator.buffer(bytes: replies), promise: nil, reply: true, context: context)
             wrote = true
         }
         if wrote { context.flush() }
@@ -178,13 +186,18 @@ final class IngestHandler: ChannelDuplexHandler {
     // MARK: outbound
 
     /// Writes toward the socket, counting what is not written out yet.
-    private func send(_ buffer: ByteBuffer, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
+    private func send(_ buffer: ByteBuffer, promise: EventLoopPromise<Void>?, reply: Bool = false, context: ChannelHandlerContext) {
         let written = context.eventLoop.makePromise(of: Void.self)
         unwritten += 1
+        if reply { repliesUnwritten += 1 }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         written.futureResult.whenComplete { _ in
             let this = handler.value
             this.unwritten -= 1
+            if reply {
+                this.repliesUnwritten -= 1
+                if let context = this.context { this.readIfAllowed(context: context) }
+            }
             if this.unwritten == 0, let close = this.heldClose {
                 this.heldClose = nil
                 close.timeout.cancel()
@@ -227,6 +240,16 @@ final class IngestHandler: ChannelDuplexHandler {
         }
     }
 
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard event is BatchAnsweredEvent else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        forwarded -= 1
+        promise?.succeed(())
+        process(context: context)
+    }
+
     func read(context: ChannelHandlerContext) {
         if mayRead(context: context) {
             context.read()
@@ -235,8 +258,14 @@ final class IngestHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Reading stops while `limit` batches wait to be answered, or while the
+    /// replies of `limit` batches wait for the client to read them. Not on
+    /// the channel's writability: a socket subscriber's deliveries fill it too,
+    /// and its acks (which get no reply) must still be read, or a client that
+    /// blocks writing its acks and the broker writing deliveries wait on each
+    /// other. (`Connection`'s writes wait for writability by themselves.)
     private func mayRead(context: ChannelHandlerContext) -> Bool {
-        inputClosed == nil && held.count + committing.count + forwarded < limit && context.channel.isWritable
+        inputClosed == nil && held.count + committing.count + forwarded < limit && repliesUnwritten < limit
     }
 
     private func readIfAllowed(context: ChannelHandlerContext) {

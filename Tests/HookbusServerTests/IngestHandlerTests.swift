@@ -208,6 +208,42 @@ struct IngestHandlerTests {
         #expect(bed.socket.closes == 1, "written out: the close goes on")
     }
 
+    @Test("a subscriber's acks are still read while its deliveries wait for it to read them")
+    func acksReadWhileDeliveriesWait() throws {
+        let bed = try Bed(maxInflightBatches: 2, slowSocket: true)
+        // Three deliveries the client has not read (their writes are held).
+        for delivery in 0..<3 {
+            bed.channel.write(ConnectionOutput.bytes(ByteBuffer(string: #"{"delivery":\#(delivery)}"# + "\n")), promise: nil)
+        }
+        bed.channel.flush()
+        #expect(bed.socket.held.count == 3)
+        try bed.send(#"{"op":"ack","delivery":0}"#)
+        #expect(bed.downstream.batches.count == 1)
+        // No reply to an ack: the connection says so past the writer.
+        bed.channel.pipeline.triggerUserOutboundEvent(BatchAnsweredEvent(), promise: nil)
+        bed.channel.embeddedEventLoop.run()
+        let before = bed.reads.count
+        bed.channel.read()
+        #expect(bed.reads.count == before + 1, "reading the next acks must not wait for the deliveries to be written")
+    }
+
+    @Test("no more is read while the replies of max_inflight_per_connection batches wait for the client to read them")
+    func repliesNotReadHoldReading() throws {
+        let bed = try Bed(maxInflightBatches: 2, slowSocket: true)
+        try bed.send(Self.event("a"))
+        try bed.send(Self.event("b"))
+        bed.commits.finish()
+        bed.commits.finish()
+        bed.channel.embeddedEventLoop.run()
+        #expect(bed.socket.held.count == 2, "both answered, neither written out")
+        let before = bed.reads.count
+        bed.channel.read()
+        #expect(bed.reads.count == before, "two batches of replies unread: the read must be held")
+        bed.socket.release()
+        bed.channel.embeddedEventLoop.run()
+        #expect(bed.reads.count == before + 1, "written out: the held read goes on")
+    }
+
     @Test("no more is read while max_inflight_per_connection batches wait; reading resumes when they are answered")
     func backPressure() throws {
         let bed = try Bed(maxInflightBatches: 2)
