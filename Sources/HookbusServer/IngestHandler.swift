@@ -93,6 +93,7 @@ final class IngestHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        releaseClose()
     }
 
     // MARK: inbound
@@ -198,11 +199,7 @@ final class IngestHandler: ChannelDuplexHandler {
                 this.repliesUnwritten -= 1
                 if let context = this.context { this.readIfAllowed(context: context) }
             }
-            if this.unwritten == 0, let close = this.heldClose {
-                this.heldClose = nil
-                close.timeout.cancel()
-                close.context.close(mode: close.mode, promise: close.promise)
-            }
+            if this.unwritten == 0 { this.releaseClose() }
         }
         if let promise { written.futureResult.cascade(to: promise) }
         context.write(wrapOutboundOut(buffer), promise: written)
@@ -220,11 +217,21 @@ final class IngestHandler: ChannelDuplexHandler {
         context.flush()
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let timeout = context.eventLoop.scheduleTask(in: Self.closeGrace) {
-            guard let close = handler.value.heldClose else { return }
-            handler.value.heldClose = nil
-            close.context.close(mode: close.mode, promise: close.promise)
+            handler.value.releaseClose()
         }
         heldClose = HeldClose(context: context, mode: mode, promise: promise, timeout: timeout)
+    }
+
+    /// Lets a held close go on (if the handler is still in its pipeline).
+    private func releaseClose() {
+        guard let close = heldClose else { return }
+        heldClose = nil
+        close.timeout.cancel()
+        if context != nil {
+            close.context.close(mode: close.mode, promise: close.promise)
+        } else {
+            close.promise?.fail(ChannelError.alreadyClosed)
+        }
     }
 
     static let closeGrace: TimeAmount = .seconds(5)
