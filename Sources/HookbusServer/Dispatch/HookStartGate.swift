@@ -93,6 +93,7 @@ final class HookStartGate: Sendable {
         for continuation in overdue { continuation.resume() }
     }
 
+    /// The runner of `rank` launched the first attempt at `seq`.
     func launched(rank: Int, seq: Int64) {
         update { $0[rank].launched = max($0[rank].launched, seq) }
     }
