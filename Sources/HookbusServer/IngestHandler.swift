@@ -241,9 +241,7 @@ final class IngestHandler: ChannelDuplexHandler {
         case .bytes(let buffer):
             send(buffer, promise: promise, context: context)
         case .batchAnswered:
-            forwarded -= 1
-            promise?.succeed(())
-            process(context: context)
+            batchAnswered(promise: promise, context: context)
         }
     }
 
@@ -252,6 +250,11 @@ final class IngestHandler: ChannelDuplexHandler {
             context.triggerUserOutboundEvent(event, promise: promise)
             return
         }
+        batchAnswered(promise: promise, context: context)
+    }
+
+    /// `Connection` has answered one of the batches it was handed.
+    private func batchAnswered(promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
         forwarded -= 1
         promise?.succeed(())
         process(context: context)

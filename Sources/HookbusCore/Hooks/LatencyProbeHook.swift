@@ -73,19 +73,15 @@ public struct LatencyProbeHook: Hook {
     public func run() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
-            writeReport(ifChanged: true)
+            writeReport()
         }
-        writeReport(ifChanged: true)
+        writeReport()
     }
 
-    /// The report as it stands.
-    public func summary() -> String {
-        box.tally.withLock { Self.render($0) }
-    }
-
-    private func writeReport(ifChanged: Bool) {
+    /// Rewrites the report if events came since the last time.
+    private func writeReport() {
         let text = box.tally.withLock { tally -> String? in
-            if ifChanged && tally.unreported == 0 { return nil }
+            if tally.unreported == 0 { return nil }
             tally.unreported = 0
             return Self.render(tally)
         }

@@ -122,7 +122,7 @@ public final class Committer: Sendable {
             completion(.failure(WireError(.shuttingDown, "shutting_down", "the broker is shutting down; nothing was stored")))
         case .inline?:
             write([submission])
-            if take(ifPending: true) != nil { queue.async { self.drain() } }
+            handOff()
         case .queue?:
             queue.async { self.drain() }
         case .queued?:
@@ -137,15 +137,23 @@ public final class Committer: Sendable {
     /// A caller other than the last one is alone after this long without a batch (1 ms).
     static let inlineQuiet: UInt64 = 1_000_000
 
+    /// After a write on a caller's thread: the writer queue takes what came
+    /// meanwhile, or the writer role is given up if nothing did.
+    private func handOff() {
+        let more = state.withLock { state -> Bool in
+            if state.pending.isEmpty { state.writing = false }
+            return state.writing
+        }
+        if more { queue.async { self.drain() } }
+    }
+
     /// Takes everything pending, or gives up the writer role if nothing is.
-    /// With `ifPending`, only says whether something is pending (and keeps the role if so).
-    private func take(ifPending: Bool = false) -> [Submission]? {
+    private func take() -> [Submission]? {
         state.withLock { state -> [Submission]? in
             if state.pending.isEmpty {
                 state.writing = false
                 return nil
             }
-            if ifPending { return [] }
             let taken = state.pending
             state.pending.removeAll(keepingCapacity: true)
             return taken
