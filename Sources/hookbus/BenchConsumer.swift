@@ -56,7 +56,6 @@ enum BenchConsumer {
         return BenchThread { [inbox] in
             var inbox = inbox
             var result = BenchConsumerResult()
-            let prefix = Array(#"{"delivery":"#.utf8)
             var acks: [UInt8] = []
             while !control.done(received: result.received) {
                 do {
@@ -71,23 +70,12 @@ enum BenchConsumer {
                 let now = BenchClock.realtime()
                 acks.removeAll(keepingCapacity: true)
                 inbox.parse { bytes in
-                    var start = 0
-                    while let newline = memchrIndex(0x0A, in: bytes, from: start) {
-                        let line = UnsafeRawBufferPointer(rebasing: bytes[start..<newline])
-                        start = newline + 1
-                        guard line.starts(with: prefix) else { continue }
-                        var index = prefix.count
+                    BenchDeliveryLines.scan(bytes) { delivery, sentAt in
                         acks.append(contentsOf: #"{"op":"ack","delivery":"#.utf8)
-                        while index < line.count, line[index] >= UInt8(ascii: "0"), line[index] <= UInt8(ascii: "9") {
-                            acks.append(line[index])
-                            index += 1
-                        }
+                        acks.append(contentsOf: delivery)
                         acks.append(contentsOf: "}\n".utf8)
-                        if let sentAt = BenchEvent.sentAt(in: line) {
-                            result.record(sentAt: sentAt, now: now, measureFrom: measureFrom)
-                        }
+                        if let sentAt { result.record(sentAt: sentAt, now: now, measureFrom: measureFrom) }
                     }
-                    return start
                 }
                 if !acks.isEmpty {
                     do { try socket.write(acks) } catch {

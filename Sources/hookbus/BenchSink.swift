@@ -32,7 +32,6 @@ struct BenchSink: ParsableCommand {
         var written = 0
         var lastWrite: UInt64 = 0
         var answers: [UInt8] = []
-        let prefix = Array(#"{"delivery":"#.utf8)
         signal(SIGPIPE, SIG_IGN)
         while true {
             var entry = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
@@ -47,25 +46,16 @@ struct BenchSink: ParsableCommand {
                 let now = BenchClock.realtime()
                 answers.removeAll(keepingCapacity: true)
                 inbox.parse { bytes in
-                    var start = 0
-                    while let newline = memchrIndex(0x0A, in: bytes, from: start) {
-                        let line = UnsafeRawBufferPointer(rebasing: bytes[start..<newline])
-                        start = newline + 1
-                        guard line.starts(with: prefix) else { continue }
-                        answers.append(contentsOf: prefix)
-                        var index = prefix.count
-                        while index < line.count, line[index] >= UInt8(ascii: "0"), line[index] <= UInt8(ascii: "9") {
-                            answers.append(line[index])
-                            index += 1
-                        }
+                    BenchDeliveryLines.scan(bytes) { delivery, sentAt in
+                        answers.append(contentsOf: BenchDeliveryLines.prefix)
+                        answers.append(contentsOf: delivery)
                         answers.append(contentsOf: #","ok":true}"#.utf8)
                         answers.append(0x0A)
-                        if let sentAt = BenchEvent.sentAt(in: line) {
+                        if let sentAt {
                             received += 1
                             latency.record(now > sentAt ? now - sentAt : 0)
                         }
                     }
-                    return start
                 }
                 if !answers.isEmpty && !Self.writeAll(answers) { break }
             } else if ready < 0 && errno != EINTR {
@@ -106,5 +96,27 @@ struct BenchSink: ParsableCommand {
         let temporary = path + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(out.bytes)) else { return }
         rename(temporary, path)
+    }
+}
+
+/// The delivery lines hookbus writes to a subscriber (a pipe process or a
+/// socket subscription), as the bench's subscribers read them.
+enum BenchDeliveryLines {
+    static let prefix = Array(#"{"delivery":"#.utf8)
+
+    /// Calls `body` for every complete delivery line in `bytes`, with the digits
+    /// of its delivery id and the send time its event carries (if it is a bench
+    /// event); other lines are skipped. Returns the bytes used.
+    static func scan(_ bytes: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UInt64?) -> Void) -> Int {
+        var start = 0
+        while let newline = memchrIndex(0x0A, in: bytes, from: start) {
+            let line = UnsafeRawBufferPointer(rebasing: bytes[start..<newline])
+            start = newline + 1
+            guard line.starts(with: prefix) else { continue }
+            var end = prefix.count
+            while end < line.count, line[end] >= UInt8(ascii: "0"), line[end] <= UInt8(ascii: "9") { end += 1 }
+            body(UnsafeRawBufferPointer(rebasing: line[prefix.count..<end]), BenchEvent.sentAt(in: line))
+        }
+        return start
     }
 }
