@@ -173,7 +173,7 @@ for i in $(seq 10); do
 name = "bench-fanout-$i"
 types = ["bench.*"]
 hook = "latency-probe"
-options = { report = "$WORK/fanout-$i.json" }
+options = { report = "$WORK/fanout-$i.json", interval_ms = 1000 }
 EOF
 done
 # ... and 10 pipe subscribers that never answer: what 10 subscribers cost the

@@ -34,6 +34,8 @@ public final class Committer: Sendable {
     }
 
     public let store: Store
+    /// The events of the latest commits, for dispatch.
+    public let recent = RecentEvents()
     private let logger: Logger
     private let queue = DispatchQueue(label: "hookbus.committer")
     private let state = Mutex(State())
@@ -186,12 +188,16 @@ public final class Committer: Sendable {
         var lastSeq: Int64 = 0
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(group.count)
+        /// The seqs this transaction used: `(before, through]`.
+        var used: (before: Int64, through: Int64)?
         do {
             try store.pool.write { db in
                 outcomes.removeAll(keepingCapacity: true)
                 lastSeq = 0
+                used = nil
                 let hasEvents = group.contains { !$0.events.isEmpty }
                 let refusal = hasEvents ? try admission(db) : nil
+                let before = hasEvents && refusal == nil ? try Store.sequence(db) : nil
                 let now = Timestamp.nowMicros()
                 for submission in group {
                     if !submission.ops.isEmpty {
@@ -205,6 +211,7 @@ public final class Committer: Sendable {
                         outcomes.append(.success(stored))
                     }
                 }
+                if let before { used = (before, try Store.sequence(db)) }
             }
         } catch {
             let failure = StoreError.from(error, path: store.path)
@@ -214,6 +221,16 @@ public final class Committer: Sendable {
             let refusal = WireError(.unavailable, "storage_failed", "the event was not stored: \(failure.message); retry later")
             for submission in group { submission.completion(.failure(refusal)) }
             return
+        }
+        if let used {
+            var events: [StoredEvent] = []
+            for (submission, outcome) in zip(group, outcomes) {
+                guard case .success(let stored) = outcome, !submission.events.isEmpty else { continue }
+                for (event, result) in zip(submission.events, stored) {
+                    if case .stored(let seq, _) = result { events.append(StoredEvent(seq: seq, event)) }
+                }
+            }
+            recent.committed(events, after: used.before, through: used.through)
         }
         if lastSeq > 0 { onCommit(lastSeq) }
         for (submission, outcome) in zip(group, outcomes) {

@@ -77,6 +77,12 @@ extension Store {
         }
     }
 
+    /// The highest `seq` the outbox ever handed out, duplicates included
+    /// (AUTOINCREMENT's `sqlite_sequence`; 0 before the first insert).
+    static func sequence(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")) ?? 0
+    }
+
     /// Appends `events` in one transaction of their own.
     public func append(_ events: [NewEvent]) throws(StoreError) -> [AppendOutcome] {
         do {
@@ -119,6 +125,19 @@ extension Store {
 }
 
 extension StoredEvent {
+    /// The stored row of `event`, as the outbox gives it back.
+    init(seq: Int64, _ event: NewEvent) {
+        self.seq = seq
+        id = event.id
+        source = event.source
+        type = event.type
+        subject = event.subject
+        time = event.time
+        receivedAtMicros = event.receivedAtMicros
+        producer = event.producer
+        json = String(decoding: event.json, as: UTF8.self)
+    }
+
     init(row: Row) {
         // By position (the SELECT above): no column-name lookups per row.
         seq = row[0]

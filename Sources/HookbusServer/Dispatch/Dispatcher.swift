@@ -18,6 +18,8 @@ public final class Dispatcher: Service {
     private let hooks: [any Hook]
     /// Makes the hooks woken by one event start in priority order.
     private let gate: HookStartGate
+    /// Times out hook deliveries (swept with the gate).
+    private let deadlines: HookDeadlines
     private let committer: Committer
     private let limiter: InflightLimiter
     private let logger: Logger
@@ -64,6 +66,8 @@ public final class Dispatcher: Service {
             + config.subscribers.filter { if case .hook = $0.kind { false } else { true } }
         let gate = HookStartGate()
         self.gate = gate
+        let deadlines = HookDeadlines()
+        self.deadlines = deadlines
         for subscriber in ordered {
             var subscriber = subscriber
             let deliverer: any Deliverer
@@ -101,7 +105,8 @@ public final class Dispatcher: Service {
                 if !subscriber.retrySet, let declared = entry.type.retry { subscriber.retry = declared }
                 let rank = gate.add(types: subscriber.types, position: try store.cursor(for: subscriber.name, initial: try store.lastSeq()))
                 deliverer = HookDeliverer(hook: hook, timeout: subscriber.timeout, store: store,
-                                          config: config, logger: hookLogger, gate: gate, rank: rank)
+                                          config: config, logger: hookLogger, gate: gate, rank: rank,
+                                          deadlines: deadlines)
             }
             runners.append(try SubscriberRunner(
                 subscriber: subscriber, kind: kind, store: store, committer: committer, deliverer: deliverer,
@@ -145,10 +150,13 @@ public final class Dispatcher: Service {
                     while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
                 }
                 let gate = self.gate
+                let deadlines = self.deadlines
                 group.addTask {
-                    // Bounds the hook start gate's waits (`HookStartGate.maxWait`).
+                    // Times out hook deliveries, and bounds the hook start gate's
+                    // waits (`HookStartGate.maxWait`).
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: HookStartGate.sweepInterval)
+                        try? await Task.sleep(for: min(HookDeadlines.sweepInterval, HookStartGate.sweepInterval))
+                        deadlines.sweep()
                         gate.sweep()
                     }
                 }

@@ -5,7 +5,8 @@ import Logging
 ///
 /// A hook that throws fails the attempt (retried); one that throws
 /// `HookRejection` is dead-lettered at once; one that exceeds its timeout is
-/// cancelled and the attempt fails. Hooks must honour task cancellation.
+/// cancelled and the attempt fails (`HookDeadlines` times it out, up to one
+/// sweep late). Hooks must honour task cancellation.
 struct HookDeliverer: Deliverer {
     func window(full: Bool, cursor: Int64) {
         gate.window(rank: rank, full: full, cursor: cursor)
@@ -23,12 +24,19 @@ struct HookDeliverer: Deliverer {
     let logger: Logger
     let gate: HookStartGate
     let rank: Int
+    let deadlines: HookDeadlines
 
     func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult {
+        // The delivery's metadata comes from a provider, read only when something
+        // is logged: setting metadata makes the stream log handler render it again
+        // at once, which cost more than the rest of a small delivery.
         var logger = self.logger
-        // Rendered only if something is logged.
-        logger[metadataKey: "hookbus.seq"] = .stringConvertible(delivery.seq)
-        logger[metadataKey: "hookbus.attempt"] = .stringConvertible(delivery.attempt)
+        let seq = delivery.seq
+        let attempt = delivery.attempt
+        let provider = Logger.MetadataProvider {
+            ["hookbus.seq": .stringConvertible(seq), "hookbus.attempt": .stringConvertible(attempt)]
+        }
+        logger.handler.metadataProvider = logger.metadataProvider.map { .multiplex([$0, provider]) ?? provider } ?? provider
         let context = HookContext(
             attempt: delivery.attempt, replay: delivery.replay, subscriber: delivery.subscriber, logger: logger,
             config: config, state: HookState(hook: delivery.subscriber, store: store))
@@ -38,34 +46,29 @@ struct HookDeliverer: Deliverer {
         let rank = self.rank
         let ordered = delivery.attempt == 1 && !delivery.replay
         if ordered { await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type) }
-        return await withTaskGroup(of: AttemptResult?.self) { group in
+        let deadlines = self.deadlines
+        let id = deadlines.open(subscriber: delivery.subscriber, timeout: timeout)
+        return await withDiscardingTaskGroup { group in
             group.addTask {
+                let outcome: AttemptResult
                 do {
                     if ordered { gate.entered(rank: rank, seq: delivery.seq) }
                     try await hook.handle(delivery.event, context: context)
-                    return .delivered
+                    outcome = .delivered
                 } catch let rejection as HookRejection {
-                    return .rejected("hook \(delivery.subscriber) rejected the event: \(rejection.description)")
+                    outcome = .rejected("hook \(delivery.subscriber) rejected the event: \(rejection.description)")
                 } catch is CancellationError {
-                    return nil
+                    outcome = .failed("hook \(delivery.subscriber) was cancelled")
                 } catch {
-                    return .failed("hook \(delivery.subscriber) threw: \(error)")
+                    outcome = .failed("hook \(delivery.subscriber) threw: \(error)")
                 }
+                deadlines.settle(id, outcome)
             }
-            group.addTask {
-                do {
-                    try await Task.sleep(for: timeout)
-                } catch {
-                    return nil
-                }
-                return .failed("hook \(delivery.subscriber) timed out after \(timeout.spelled)")
-            }
-            var result: AttemptResult?
-            while result == nil, let next = await group.next() {
-                result = next
-            }
+            // The hook's outcome, or the sweep's timeout (or cancellation), whichever comes first.
+            let outcome = await deadlines.outcome(id)
+            // Timed out: the hook is cancelled and the group waits for it to return.
             group.cancelAll()
-            return result ?? .failed("hook \(delivery.subscriber) was cancelled")
+            return outcome
         }
     }
 }

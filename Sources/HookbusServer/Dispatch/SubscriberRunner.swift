@@ -255,7 +255,10 @@ final class SubscriberRunner: Sendable {
                 guard scanned < known else { return false }
                 let events: [StoredEvent]
                 do {
-                    events = try runner.store.events(after: scanned, limit: SubscriberRunner.fetchBatch)
+                    // The latest commits are in memory; older events (a lagging
+                    // subscriber, a restart) come from the outbox.
+                    events = try runner.committer.recent.events(after: scanned, limit: SubscriberRunner.fetchBatch)
+                        ?? runner.store.events(after: scanned, limit: SubscriberRunner.fetchBatch)
                 } catch {
                     runner.logger.error("cannot read the outbox", metadata: ["hookbus.error": "\(error)"])
                     return false

@@ -1,0 +1,70 @@
+import Foundation
+import Logging
+import Testing
+@testable import HookbusCore
+
+/// The in-memory copy of the latest commits that dispatch reads instead of the
+/// outbox: it must answer exactly what the outbox would, or send the reader to
+/// the outbox.
+@Suite("RecentEvents")
+struct RecentEventsTests {
+    private static let quiet = Logger(label: "hookbus.tests") { _ in SwiftLogNoOpLogHandler() }
+
+    @Test("after commits with duplicates, every read answers what the outbox holds")
+    func matchesTheOutbox() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try Store(path: directory.appendingPathComponent("hookbus.db").path, durability: .normal)
+            let committer = Committer(store: store, logger: Self.quiet)
+            // Duplicates use up seqs, inside a commit and across commits.
+            _ = await committer.commit([makeEvent(id: "a"), makeEvent(id: "b"), makeEvent(id: "a"), makeEvent(id: "c")])
+            _ = await committer.commit([makeEvent(id: "b"), makeEvent(id: "d"), makeEvent(id: "e", type: "other.kind")])
+            let last = try store.lastSeq()
+            for after in Int64(0)...last {
+                let stored = try store.events(after: after, limit: 2)
+                if let recent = committer.recent.events(after: after, limit: 2) {
+                    #expect(recent == stored, "after \(after)")
+                } else {
+                    // Only past the end may it send the reader to the outbox.
+                    #expect(stored.isEmpty, "after \(after): the outbox has \(stored.map(\.seq))")
+                }
+            }
+            #expect(committer.recent.events(after: 0, limit: 10)?.map(\.id) == ["a", "b", "c", "d", "e"])
+        }
+    }
+
+    @Test("a write to the outbox that did not go through the committer starts the coverage again")
+    func outsideWriteResets() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try Store(path: directory.appendingPathComponent("hookbus.db").path, durability: .normal)
+            let committer = Committer(store: store, logger: Self.quiet)
+            _ = await committer.commit([makeEvent(id: "a")])
+            _ = try store.append([makeEvent(id: "outside")])
+            _ = await committer.commit([makeEvent(id: "b")])
+            // seq 2 is not in memory: reading after 1 (or 0) goes to the outbox.
+            #expect(committer.recent.events(after: 0, limit: 10) == nil)
+            #expect(committer.recent.events(after: 1, limit: 10) == nil)
+            #expect(committer.recent.events(after: 2, limit: 10)?.map(\.id) == ["b"])
+            #expect(try store.events(after: 1, limit: 10).map(\.id) == ["outside", "b"])
+        }
+    }
+
+    @Test("bounded by count and bytes: the oldest go first and their seqs are no longer covered")
+    func bounded() {
+        let recent = RecentEvents(capacity: 3, maxBytes: 1 << 20)
+        func event(_ seq: Int64, bytes: Int = 10) -> StoredEvent {
+            StoredEvent(seq: seq, makeEvent(id: "e\(seq)", data: "\"\(String(repeating: "x", count: bytes))\""))
+        }
+        recent.committed([event(1), event(2)], after: 0, through: 2)
+        recent.committed([event(3), event(4)], after: 2, through: 4)
+        #expect(recent.count == 3)
+        #expect(recent.events(after: 0, limit: 10) == nil)
+        #expect(recent.events(after: 1, limit: 10)?.map(\.seq) == [2, 3, 4])
+        #expect(recent.events(after: 2, limit: 1)?.map(\.seq) == [3])
+        #expect(recent.events(after: 4, limit: 10) == nil)
+        let small = RecentEvents(capacity: 100, maxBytes: 1000)
+        small.committed([event(1, bytes: 600), event(2, bytes: 600)], after: 0, through: 2)
+        #expect(small.count == 1)
+        #expect(small.events(after: 1, limit: 10)?.map(\.seq) == [2])
+        #expect(small.events(after: 0, limit: 10) == nil)
+    }
+}
