@@ -191,7 +191,7 @@ public final class Committer: Sendable {
         /// The seqs this transaction used: `(before, through]`.
         var used: (before: Int64, through: Int64)?
         do {
-            try store.pool.write { db in
+            try store.pool.writeWithoutTransaction { db in try Store.transaction(db) {
                 outcomes.removeAll(keepingCapacity: true)
                 lastSeq = 0
                 used = nil
@@ -212,7 +212,7 @@ public final class Committer: Sendable {
                     }
                 }
                 if let before { used = (before, try Store.sequence(db)) }
-            }
+            } }
         } catch {
             let failure = StoreError.from(error, path: store.path)
             logger.error("commit failed; answering unavailable", metadata: [

@@ -77,6 +77,32 @@ extension Store {
         }
     }
 
+    /// Runs `body` in one `IMMEDIATE` transaction, through prepared `BEGIN` and
+    /// `COMMIT` statements (GRDB's `write` compiles both every time: on the
+    /// commit path that was as much as the inserts of a small batch). Rolls back
+    /// and rethrows if `body` or the commit throws.
+    static func transaction(_ db: Database, _ body: () throws -> Void) throws {
+        try step(db, "BEGIN IMMEDIATE")
+        do {
+            try body()
+            try step(db, "COMMIT")
+        } catch {
+            if db.isInsideTransaction { sqlite3_exec(db.sqliteConnection, "ROLLBACK", nil, nil, nil) }
+            throw error
+        }
+    }
+
+    private static func step(_ db: Database, _ sql: String) throws {
+        let handle = try db.cachedStatement(sql: sql).sqliteStatement
+        let code = sqlite3_step(handle)
+        if code != SQLITE_DONE {
+            let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
+            sqlite3_reset(handle)
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
+        }
+        sqlite3_reset(handle)
+    }
+
     /// The highest `seq` the outbox ever handed out, duplicates included
     /// (AUTOINCREMENT's `sqlite_sequence`; 0 before the first insert).
     static func sequence(_ db: Database) throws -> Int64 {
