@@ -98,10 +98,11 @@ extension CommandRouter {
                                 "from_seq is for unnamed (live) subscriptions; a named one resumes from its cursor")
             }
             let timeout = dispatcher.defaultTimeout
+            let deadlines = dispatcher.deadlines
             do {
                 let made = try dispatcher.makeSocketRunner(
                     name: name, types: types, window: Int(window), fromSeq: fromSeq,
-                    deliverer: { SocketDeliverer(name: $0, timeout: timeout, outbound: outbound) })
+                    deliverer: { SocketDeliverer(name: $0, timeout: timeout, deadlines: deadlines, outbound: outbound) })
                 return .success((made.runner, made.deliverer, made.durable, made.runner.stats.snapshot.cursor))
             } catch {
                 throw error.wireError

@@ -33,6 +33,8 @@ struct BenchSink: ParsableCommand {
         var lastWrite: UInt64 = 0
         var answers: [UInt8] = []
         signal(SIGPIPE, SIG_IGN)
+        // An empty report at once says the subscriber is up: run.sh waits for it.
+        if let report { Self.write(report: report, BenchLatencySummary(latency)) }
         while true {
             var entry = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
             let ready = poll(&entry, 1, 200)

@@ -225,6 +225,8 @@ for run in $(seq "$RUNS"); do
     # A pipe subscriber at 5k events/s.
     rm -f "$WORK/pipe-report.json"
     start_hookbusd "$PIPE_CONFIG"
+    # The sink writes an empty report once it runs: measure from then, not its start-up.
+    wait_for "the pipe subscriber" "$WORK/hookbusd.log" test -e "$WORK/pipe-report.json"
     bench pipe-5k hookbus "$run" --connections 1 --window 64 --rate 5000 --duration "${SECS}s" \
         --e2e-report "$WORK/pipe-report.json" --drain-timeout 10s
 

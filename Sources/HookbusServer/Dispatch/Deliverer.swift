@@ -71,35 +71,21 @@ struct AnswerBook {
 }
 
 /// Waits for the answer to a streamed delivery (pipe, socket), at most
-/// `timeout`. `register` files the continuation, or returns the answer if it
-/// came already; `resolve` answers the delivery (the first answer wins).
+/// `timeout` (timed out by a sweep of `deadlines`). `register` files the
+/// continuation, or returns the answer if it came already; `resolve` answers
+/// the delivery (the first answer wins).
 func awaitAnswer(
-    timeout: Duration, timedOut: String, cancelled: String,
-    register: @escaping @Sendable (CheckedContinuation<AttemptResult, Never>) -> AttemptResult?,
+    deadlines: Deadlines, timeout: Duration, timedOut: @escaping @Sendable () -> String, cancelled: String,
+    register: (CheckedContinuation<AttemptResult, Never>) -> AttemptResult?,
     resolve: @escaping @Sendable (AttemptResult) -> Void
 ) async -> AttemptResult {
-    await withTaskGroup(of: AttemptResult?.self) { group in
-        group.addTask {
-            await withCheckedContinuation { continuation in
-                if let ready = register(continuation) { continuation.resume(returning: ready) }
-            }
+    let watch = deadlines.watch(timeout) { resolve(.failed(timedOut())) }
+    defer { deadlines.end(watch) }
+    return await withTaskCancellationHandler {
+        await withCheckedContinuation { continuation in
+            if let ready = register(continuation) { continuation.resume(returning: ready) }
         }
-        group.addTask {
-            do {
-                try await Task.sleep(for: timeout)
-                resolve(.failed(timedOut))
-            } catch {
-                resolve(.failed(cancelled))
-            }
-            return nil
-        }
-        var result: AttemptResult?
-        while let next = await group.next() {
-            if let next {
-                result = next
-                group.cancelAll()
-            }
-        }
-        return result ?? .failed(cancelled)
+    } onCancel: {
+        resolve(.failed(cancelled))
     }
 }

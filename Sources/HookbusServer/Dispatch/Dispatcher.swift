@@ -18,8 +18,8 @@ public final class Dispatcher: Service {
     private let hooks: [any Hook]
     /// Makes the hooks woken by one event start in priority order.
     private let gate: HookStartGate
-    /// Times out hook deliveries (swept with the gate).
-    private let deadlines: HookDeadlines
+    /// Times out deliveries (swept with the gate).
+    let deadlines: Deadlines
     private let committer: Committer
     private let limiter: InflightLimiter
     private let logger: Logger
@@ -66,7 +66,7 @@ public final class Dispatcher: Service {
             + config.subscribers.filter { if case .hook = $0.kind { false } else { true } }
         let gate = HookStartGate()
         self.gate = gate
-        let deadlines = HookDeadlines()
+        let deadlines = Deadlines()
         self.deadlines = deadlines
         for subscriber in ordered {
             var subscriber = subscriber
@@ -80,7 +80,8 @@ public final class Dispatcher: Service {
             case .pipe(let argv):
                 kind = "pipe"
                 deliverer = PipeDeliverer(name: subscriber.name, argv: argv, environment: subscriber.environment,
-                                          runAs: subscriber.runAs, timeout: subscriber.timeout, logger: logger)
+                                          runAs: subscriber.runAs, timeout: subscriber.timeout, deadlines: deadlines,
+                                          logger: logger)
             case .socket:
                 throw ConfigError(file: config.file ?? "(defaults)", key: "subscribers \"\(subscriber.name)\"",
                                   reason: "socket subscribers subscribe on the socket; they are not configured")
@@ -152,10 +153,10 @@ public final class Dispatcher: Service {
                 let gate = self.gate
                 let deadlines = self.deadlines
                 group.addTask {
-                    // Times out hook deliveries, and bounds the hook start gate's
+                    // Times out deliveries, and bounds the hook start gate's
                     // waits (`HookStartGate.maxWait`).
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: min(HookDeadlines.sweepInterval, HookStartGate.sweepInterval))
+                        try? await Task.sleep(for: min(Deadlines.sweepInterval, HookStartGate.sweepInterval))
                         deadlines.sweep()
                         gate.sweep()
                     }

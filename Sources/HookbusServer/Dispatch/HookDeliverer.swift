@@ -5,8 +5,8 @@ import Logging
 ///
 /// A hook that throws fails the attempt (retried); one that throws
 /// `HookRejection` is dead-lettered at once; one that exceeds its timeout is
-/// cancelled and the attempt fails (`HookDeadlines` times it out, up to one
-/// sweep late). Hooks must honour task cancellation.
+/// cancelled and the attempt fails (`Deadlines` times it out, up to one sweep
+/// late). Hooks must honour task cancellation.
 struct HookDeliverer: Deliverer {
     func window(full: Bool, cursor: Int64) {
         gate.window(rank: rank, full: full, cursor: cursor)
@@ -24,7 +24,7 @@ struct HookDeliverer: Deliverer {
     let logger: Logger
     let gate: HookStartGate
     let rank: Int
-    let deadlines: HookDeadlines
+    let deadlines: Deadlines
 
     func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult {
         // The delivery's metadata comes from a provider, read only when something
@@ -46,26 +46,26 @@ struct HookDeliverer: Deliverer {
         let rank = self.rank
         let ordered = delivery.attempt == 1 && !delivery.replay
         if ordered { await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type) }
-        let deadlines = self.deadlines
-        let id = deadlines.open(subscriber: delivery.subscriber, timeout: timeout)
+        let slot = OutcomeSlot()
+        let subscriber = delivery.subscriber
+        let watch = deadlines.watch(timeout) { slot.settle(.failed("hook \(subscriber) timed out after \(timeout.spelled)")) }
         return await withDiscardingTaskGroup { group in
             group.addTask {
-                let outcome: AttemptResult
                 do {
                     if ordered { gate.entered(rank: rank, seq: delivery.seq) }
                     try await hook.handle(delivery.event, context: context)
-                    outcome = .delivered
+                    slot.settle(.delivered)
                 } catch let rejection as HookRejection {
-                    outcome = .rejected("hook \(delivery.subscriber) rejected the event: \(rejection.description)")
+                    slot.settle(.rejected("hook \(subscriber) rejected the event: \(rejection.description)"))
                 } catch is CancellationError {
-                    outcome = .failed("hook \(delivery.subscriber) was cancelled")
+                    slot.settle(.failed("hook \(subscriber) was cancelled"))
                 } catch {
-                    outcome = .failed("hook \(delivery.subscriber) threw: \(error)")
+                    slot.settle(.failed("hook \(subscriber) threw: \(error)"))
                 }
-                deadlines.settle(id, outcome)
             }
-            // The hook's outcome, or the sweep's timeout (or cancellation), whichever comes first.
-            let outcome = await deadlines.outcome(id)
+            // The hook's outcome, or the deadline's (or cancellation's), whichever comes first.
+            let outcome = await slot.outcome(cancelled: .failed("hook \(subscriber) was cancelled"))
+            deadlines.end(watch)
             // Timed out: the hook is cancelled and the group waits for it to return.
             group.cancelAll()
             return outcome

@@ -33,6 +33,7 @@ final class PipeDeliverer: Deliverer {
     let runAs: RunAs?
     let timeout: Duration
     let logger: Logger
+    let deadlines: Deadlines
     private let state = Mutex(State())
     /// Restart delays: doubling from `restartInitial` up to `restartMax`; reset
     /// once a process has lived for `stableAfter`.
@@ -40,7 +41,11 @@ final class PipeDeliverer: Deliverer {
     static let restartMax: Duration = .seconds(30)
     static let stableAfter: Duration = .seconds(10)
 
-    init(name: String, argv: [String], environment: [String: String], runAs: RunAs?, timeout: Duration, logger: Logger) {
+    init(
+        name: String, argv: [String], environment: [String: String], runAs: RunAs?, timeout: Duration,
+        deadlines: Deadlines, logger: Logger
+    ) {
+        self.deadlines = deadlines
         self.name = name
         self.argv = argv
         self.environment = environment
@@ -69,7 +74,8 @@ final class PipeDeliverer: Deliverer {
 
     func deliver(_ delivery: Delivery, ticket id: Int) async -> AttemptResult {
         await awaitAnswer(
-            timeout: timeout, timedOut: "pipe \(name) did not answer delivery \(id) within \(timeout.spelled)",
+            deadlines: deadlines, timeout: timeout,
+            timedOut: { [name, timeout] in "pipe \(name) did not answer delivery \(id) within \(timeout.spelled)" },
             cancelled: "delivery cancelled: the broker is stopping",
             register: { continuation in self.state.withLock { $0.book.wait(id, continuation) } },
             resolve: { self.resolve(id, $0) })

@@ -22,7 +22,10 @@ final class SocketDeliverer: Deliverer {
     private let lines: AsyncStream<[UInt8]>
     private let queue: AsyncStream<[UInt8]>.Continuation
 
-    init(name: String, timeout: Duration, outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>) {
+    private let deadlines: Deadlines
+
+    init(name: String, timeout: Duration, deadlines: Deadlines, outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>) {
+        self.deadlines = deadlines
         self.name = name
         self.timeout = timeout
         self.outbound = outbound
@@ -60,7 +63,8 @@ final class SocketDeliverer: Deliverer {
 
     func deliver(_ delivery: Delivery, ticket id: Int) async -> AttemptResult {
         await awaitAnswer(
-            timeout: timeout, timedOut: "subscriber \(name) did not ack delivery \(id) within \(timeout.spelled)",
+            deadlines: deadlines, timeout: timeout,
+            timedOut: { [name, timeout] in "subscriber \(name) did not ack delivery \(id) within \(timeout.spelled)" },
             cancelled: "delivery cancelled",
             register: { continuation in self.state.withLock { $0.book.wait(id, continuation) } },
             resolve: { self.resolve(id, $0) })

@@ -1,0 +1,99 @@
+import HookbusCore
+import Synchronization
+
+/// The timeouts of the deliveries in flight, with no timer of their own.
+///
+/// A timer per delivery costs a wake-up of the timer thread each time it is
+/// set; at thousands of deliveries a second that was a large part of the cost
+/// of a delivery. Instead every attempt files its deadline here with what to
+/// do when it passes, takes it back when it ends, and the dispatcher's `sweep`
+/// (every `sweepInterval`) runs the actions of the overdue ones. A timeout
+/// fires up to one interval late.
+final class Deadlines: Sendable {
+    private struct Entry {
+        var deadline: ContinuousClock.Instant
+        var expire: @Sendable () -> Void
+    }
+
+    private struct State {
+        var entries: [Int: Entry] = [:]
+        var next = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// How often the dispatcher calls `sweep`.
+    static let sweepInterval: Duration = .milliseconds(50)
+
+    /// Files a deadline `timeout` from `now`; `expire` runs (once, from a
+    /// sweep) if it is not taken back by then.
+    func watch(_ timeout: Duration, now: ContinuousClock.Instant = .now, expire: @escaping @Sendable () -> Void) -> Int {
+        state.withLock { state in
+            defer { state.next &+= 1 }
+            state.entries[state.next] = Entry(deadline: now + timeout, expire: expire)
+            return state.next
+        }
+    }
+
+    /// Takes a deadline back: the attempt ended in time (or was timed out already).
+    func end(_ id: Int) {
+        _ = state.withLock { $0.entries.removeValue(forKey: id) }
+    }
+
+    /// Deadlines filed and not taken back or expired.
+    var pending: Int { state.withLock { $0.entries.count } }
+
+    /// Runs the action of every deadline that has passed.
+    func sweep(now: ContinuousClock.Instant = .now) {
+        let overdue = state.withLock { state -> [@Sendable () -> Void] in
+            var actions: [@Sendable () -> Void] = []
+            for (id, entry) in state.entries where entry.deadline <= now {
+                actions.append(entry.expire)
+                state.entries.removeValue(forKey: id)
+            }
+            return actions
+        }
+        for expire in overdue { expire() }
+    }
+}
+
+/// The outcome of one attempt, settled once by whoever comes first (the
+/// subscriber's answer, the deadline, cancellation) and awaited by the attempt.
+final class OutcomeSlot: Sendable {
+    private struct State {
+        var outcome: AttemptResult?
+        var waiter: CheckedContinuation<AttemptResult, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    init() {}
+
+    /// Settles the attempt; later outcomes are ignored.
+    func settle(_ outcome: AttemptResult) {
+        let waiter = state.withLock { state -> CheckedContinuation<AttemptResult, Never>? in
+            guard state.outcome == nil else { return nil }
+            state.outcome = outcome
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: outcome)
+    }
+
+    /// Waits for the outcome; if the waiting task is cancelled first, that is
+    /// the outcome `cancelled`.
+    func outcome(cancelled: @autoclosure @escaping @Sendable () -> AttemptResult) async -> AttemptResult {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> AttemptResult? in
+                    if let outcome = state.outcome { return outcome }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            settle(cancelled())
+        }
+    }
+}
