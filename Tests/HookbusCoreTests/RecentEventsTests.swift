@@ -48,21 +48,24 @@ struct RecentEventsTests {
         }
     }
 
-    @Test("bounded by count and bytes: the oldest go first and their seqs are no longer covered")
+    @Test("bounded by count and bytes: the oldest submissions go first and their seqs are no longer covered")
     func bounded() {
-        let recent = RecentEvents(capacity: 3, maxBytes: 1 << 20)
-        func event(_ seq: Int64, bytes: Int = 10) -> StoredEvent {
-            StoredEvent(seq: seq, makeEvent(id: "e\(seq)", data: "\"\(String(repeating: "x", count: bytes))\""))
+        func submission(_ seqs: [Int64], bytes: Int = 10) -> (events: [NewEvent], outcomes: [AppendOutcome]) {
+            let events = seqs.map { makeEvent(id: "e\($0)", data: "\"\(String(repeating: "x", count: bytes))\"") }
+            return (events, zip(seqs, events).map { .stored(seq: $0, id: $1.id) })
         }
-        recent.committed([event(1), event(2)], after: 0, through: 2)
-        recent.committed([event(3), event(4)], after: 2, through: 4)
-        #expect(recent.count == 3)
-        #expect(recent.events(after: 0, limit: 10) == nil)
-        #expect(recent.events(after: 1, limit: 10)?.map(\.seq) == [2, 3, 4])
+        let recent = RecentEvents(capacity: 3, maxBytes: 1 << 20)
+        recent.committed([submission([1, 2])], after: 0, through: 2)
+        recent.committed([submission([3]), submission([4])], after: 2, through: 4)
+        // Four kept is one too many: the oldest submission (1 and 2) goes.
+        #expect(recent.count == 2)
+        #expect(recent.events(after: 1, limit: 10) == nil)
+        #expect(recent.events(after: 2, limit: 10)?.map(\.seq) == [3, 4])
         #expect(recent.events(after: 2, limit: 1)?.map(\.seq) == [3])
+        #expect(recent.events(after: 3, limit: 10)?.map(\.seq) == [4])
         #expect(recent.events(after: 4, limit: 10) == nil)
         let small = RecentEvents(capacity: 100, maxBytes: 1000)
-        small.committed([event(1, bytes: 600), event(2, bytes: 600)], after: 0, through: 2)
+        small.committed([submission([1], bytes: 600), submission([2], bytes: 600)], after: 0, through: 2)
         #expect(small.count == 1)
         #expect(small.events(after: 1, limit: 10)?.map(\.seq) == [2])
         #expect(small.events(after: 0, limit: 10) == nil)

@@ -223,14 +223,12 @@ public final class Committer: Sendable {
             return
         }
         if let used {
-            var events: [StoredEvent] = []
+            var submissions: [(events: [NewEvent], outcomes: [AppendOutcome])] = []
             for (submission, outcome) in zip(group, outcomes) {
                 guard case .success(let stored) = outcome, !submission.events.isEmpty else { continue }
-                for (event, result) in zip(submission.events, stored) {
-                    if case .stored(let seq, _) = result { events.append(StoredEvent(seq: seq, event)) }
-                }
+                submissions.append((submission.events, stored))
             }
-            recent.committed(events, after: used.before, through: used.through)
+            recent.committed(submissions, after: used.before, through: used.through)
         }
         if lastSeq > 0 { onCommit(lastSeq) }
         for (submission, outcome) in zip(group, outcomes) {

@@ -9,12 +9,28 @@ import Synchronization
 /// `sqlite_sequence`, so seqs used up by duplicates count); a commit that does
 /// not start where the last one ended (something else wrote the outbox in
 /// between) starts the coverage again. Bounded by a count and by bytes: the
-/// oldest events go first, and a reader behind them reads the outbox.
+/// oldest go first, and a reader behind them reads the outbox.
+///
+/// The committer's thread is the broker's bottleneck, so it hands over each
+/// submission's events and outcomes as they are (two array references); the
+/// readers build the stored events.
 public final class RecentEvents: Sendable {
+    /// One submission of a commit: its events, their outcomes, and the range
+    /// of the seqs it stored.
+    private struct Chunk: Sendable {
+        var events: [NewEvent]
+        var outcomes: [AppendOutcome]
+        var first: Int64
+        var last: Int64
+        var stored: Int
+        var bytes: Int
+    }
+
     private struct State {
-        var events: [StoredEvent] = []
-        /// Index of the oldest event kept (the ones before it are dropped).
+        var chunks: [Chunk] = []
+        /// Index of the oldest chunk kept (the ones before it are dropped).
         var head = 0
+        var stored = 0
         var bytes = 0
         /// Every outbox row with coveredAfter < seq <= high is kept.
         var coveredAfter: Int64 = -1
@@ -30,28 +46,44 @@ public final class RecentEvents: Sendable {
         self.maxBytes = maxBytes
     }
 
-    /// A commit used the seqs `(before, through]` and stored `events` (in
-    /// `seq` order) among them.
-    public func committed(_ events: [StoredEvent], after before: Int64, through: Int64) {
+    /// A commit used the seqs `(before, through]` and stored these
+    /// submissions' events (in `seq` order) among them.
+    public func committed(_ submissions: [(events: [NewEvent], outcomes: [AppendOutcome])], after before: Int64, through: Int64) {
+        var chunks: [Chunk] = []
+        for (events, outcomes) in submissions {
+            var first: Int64 = .max, last: Int64 = 0, stored = 0, bytes = 0
+            for (event, outcome) in zip(events, outcomes) {
+                guard case .stored(let seq, _) = outcome else { continue }
+                first = min(first, seq)
+                last = max(last, seq)
+                stored += 1
+                bytes += event.json.count
+            }
+            if stored > 0 { chunks.append(Chunk(events: events, outcomes: outcomes, first: first, last: last, stored: stored, bytes: bytes)) }
+        }
         state.withLock { state in
             if before != state.high || state.high < 0 {
-                state.events.removeAll(keepingCapacity: true)
+                state.chunks.removeAll(keepingCapacity: true)
                 state.head = 0
+                state.stored = 0
                 state.bytes = 0
                 state.coveredAfter = before
             }
             state.high = through
-            for event in events {
-                state.events.append(event)
-                state.bytes += event.json.utf8.count
+            for chunk in chunks {
+                state.chunks.append(chunk)
+                state.stored += chunk.stored
+                state.bytes += chunk.bytes
             }
-            while state.events.count - state.head > capacity || (state.bytes > maxBytes && state.head < state.events.count) {
-                state.bytes -= state.events[state.head].json.utf8.count
-                state.coveredAfter = state.events[state.head].seq
+            while state.head < state.chunks.count && (state.stored > capacity || state.bytes > maxBytes) {
+                let oldest = state.chunks[state.head]
+                state.stored -= oldest.stored
+                state.bytes -= oldest.bytes
+                state.coveredAfter = oldest.last
                 state.head += 1
             }
-            if state.head > 1024 && state.head * 2 > state.events.count {
-                state.events.removeFirst(state.head)
+            if state.head > 64 && state.head * 2 > state.chunks.count {
+                state.chunks.removeFirst(state.head)
                 state.head = 0
             }
         }
@@ -61,20 +93,38 @@ public final class RecentEvents: Sendable {
     /// outbox must be read instead (`seq` is before what is kept, or nothing
     /// after it is kept).
     public func events(after seq: Int64, limit: Int) -> [StoredEvent]? {
-        state.withLock { state -> [StoredEvent]? in
+        let chunks = state.withLock { state -> ArraySlice<Chunk>? in
             guard seq >= state.coveredAfter, seq < state.high else { return nil }
-            // The first kept event above `seq`.
+            // The first chunk that stored something above `seq`.
             var low = state.head
-            var high = state.events.count
+            var high = state.chunks.count
             while low < high {
                 let middle = (low + high) / 2
-                if state.events[middle].seq <= seq { low = middle + 1 } else { high = middle }
+                if state.chunks[middle].last <= seq { low = middle + 1 } else { high = middle }
             }
-            guard low < state.events.count else { return nil }
-            return Array(state.events[low..<min(low + limit, state.events.count)])
+            guard low < state.chunks.count else { return nil }
+            // Enough chunks for `limit` events: that one (some of its events may be
+            // at or below `seq`) and `limit` more.
+            var end = low + 1, count = 0
+            while end < state.chunks.count && count < limit {
+                count += state.chunks[end].stored
+                end += 1
+            }
+            return state.chunks[low..<end]
         }
+        guard let chunks else { return nil }
+        var out: [StoredEvent] = []
+        out.reserveCapacity(limit)
+        for chunk in chunks {
+            for (event, outcome) in zip(chunk.events, chunk.outcomes) {
+                guard case .stored(let stored, _) = outcome, stored > seq else { continue }
+                out.append(StoredEvent(seq: stored, event))
+                if out.count == limit { return out }
+            }
+        }
+        return out.isEmpty ? nil : out
     }
 
     /// Events kept right now.
-    public var count: Int { state.withLock { $0.events.count - $0.head } }
+    public var count: Int { state.withLock { $0.stored } }
 }
