@@ -44,6 +44,8 @@ public struct Broker {
         logger.info("database open", metadata: [
             "hookbus.database": "\(config.databasePath)", "hookbus.durability": "\(config.durability.rawValue)",
         ])
+        // Stopped in reverse order: the listener (and its socket subscribers)
+        // first, while dispatch still runs and times out their deliveries.
         return ServiceGroup(configuration: .init(
             services: [
                 .init(service: storage),

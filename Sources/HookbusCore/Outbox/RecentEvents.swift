@@ -8,19 +8,21 @@ import Synchronization
 /// in it. Each commit reports the range of `seq` it used (from
 /// `sqlite_sequence`, so seqs used up by duplicates count); a commit that does
 /// not start where the last one ended (something else wrote the outbox in
-/// between) starts the coverage again. Bounded by a count and by bytes: the
-/// oldest go first, and a reader behind them reads the outbox.
+/// between) starts the coverage again. Bounded by a count and by bytes (each
+/// event's JSON plus `overhead`): the oldest go first, and a reader behind
+/// them reads the outbox. Retention does not look here: a row it prunes may
+/// still be kept (it was delivered to every subscriber that existed).
 ///
 /// The committer's thread is the broker's bottleneck, so it hands over each
-/// submission's events and outcomes as they are (two array references); the
-/// readers build the stored events.
+/// submission's events and outcomes as they are, without building stored
+/// events (the readers do); a submission with duplicates is trimmed to what
+/// it stored.
 public final class RecentEvents: Sendable {
     /// One submission of a commit: its events, their outcomes, and the range
     /// of the seqs it stored.
     private struct Chunk: Sendable {
         var events: [NewEvent]
         var outcomes: [AppendOutcome]
-        var first: Int64
         var last: Int64
         var stored: Int
         var bytes: Int
@@ -41,6 +43,10 @@ public final class RecentEvents: Sendable {
     public let capacity: Int
     public let maxBytes: Int
 
+    /// Bytes counted per event besides its JSON: its attribute strings and
+    /// the bookkeeping around them.
+    static let overhead = 256
+
     public init(capacity: Int = 8192, maxBytes: Int = 16 << 20) {
         self.capacity = capacity
         self.maxBytes = maxBytes
@@ -51,15 +57,21 @@ public final class RecentEvents: Sendable {
     public func committed(_ submissions: [(events: [NewEvent], outcomes: [AppendOutcome])], after before: Int64, through: Int64) {
         var chunks: [Chunk] = []
         for (events, outcomes) in submissions {
-            var first: Int64 = .max, last: Int64 = 0, stored = 0, bytes = 0
+            var last: Int64 = 0, stored = 0, bytes = 0
             for (event, outcome) in zip(events, outcomes) {
                 guard case .stored(let seq, _) = outcome else { continue }
-                first = min(first, seq)
                 last = max(last, seq)
                 stored += 1
-                bytes += event.json.count
+                bytes += event.json.count + Self.overhead
             }
-            if stored > 0 { chunks.append(Chunk(events: events, outcomes: outcomes, first: first, last: last, stored: stored, bytes: bytes)) }
+            guard stored > 0 else { continue }
+            if stored == events.count {
+                chunks.append(Chunk(events: events, outcomes: outcomes, last: last, stored: stored, bytes: bytes))
+            } else {
+                // Duplicates are not kept: only what this commit stored.
+                let kept = zip(events, outcomes).filter { if case .stored = $0.1 { true } else { false } }
+                chunks.append(Chunk(events: kept.map(\.0), outcomes: kept.map(\.1), last: last, stored: stored, bytes: bytes))
+            }
         }
         state.withLock { state in
             if before != state.high || state.high < 0 {

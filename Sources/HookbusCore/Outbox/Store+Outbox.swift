@@ -81,13 +81,20 @@ extension Store {
     /// `COMMIT` statements (GRDB's `write` compiles both every time: on the
     /// commit path that was as much as the inserts of a small batch). Rolls back
     /// and rethrows if `body` or the commit throws.
+    ///
+    /// GRDB does not see these statements: no `TransactionObserver` or
+    /// `ValueObservation` learns of these commits (hookbus uses neither).
     static func transaction(_ db: Database, _ body: () throws -> Void) throws {
         try step(db, "BEGIN IMMEDIATE")
         do {
             try body()
             try step(db, "COMMIT")
         } catch {
-            if db.isInsideTransaction { sqlite3_exec(db.sqliteConnection, "ROLLBACK", nil, nil, nil) }
+            // A failed COMMIT may have rolled back already (SQLITE_FULL) or not (SQLITE_BUSY).
+            if db.isInsideTransaction && sqlite3_exec(db.sqliteConnection, "ROLLBACK", nil, nil, nil) != SQLITE_OK {
+                let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
+                throw DatabaseError(message: "\(error); then the rollback failed too: \(message)")
+            }
             throw error
         }
     }

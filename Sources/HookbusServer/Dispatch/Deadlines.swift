@@ -8,7 +8,10 @@ import Synchronization
 /// of a delivery. Instead every attempt files its deadline here with what to
 /// do when it passes, takes it back when it ends, and the dispatcher's `sweep`
 /// (every `sweepInterval`) runs the actions of the overdue ones. A timeout
-/// fires up to one interval late.
+/// fires up to one interval late (plus scheduling delay). Socket subscribers'
+/// deliveries run in the listener's tasks but are timed out here too: the
+/// dispatcher must run as long as the listener does (`Broker` stops the
+/// listener first).
 final class Deadlines: Sendable {
     private struct Entry {
         var deadline: ContinuousClock.Instant
@@ -46,12 +49,8 @@ final class Deadlines: Sendable {
     /// Runs the action of every deadline that has passed.
     func sweep(now: ContinuousClock.Instant = .now) {
         let overdue = state.withLock { state -> [@Sendable () -> Void] in
-            var actions: [@Sendable () -> Void] = []
-            for (id, entry) in state.entries where entry.deadline <= now {
-                actions.append(entry.expire)
-                state.entries.removeValue(forKey: id)
-            }
-            return actions
+            let ids = state.entries.compactMap { $0.value.deadline <= now ? $0.key : nil }
+            return ids.compactMap { state.entries.removeValue(forKey: $0)?.expire }
         }
         for expire in overdue { expire() }
     }

@@ -37,6 +37,11 @@ struct HookDeliverer: Deliverer {
             ["hookbus.seq": .stringConvertible(seq), "hookbus.attempt": .stringConvertible(attempt)]
         }
         logger.handler.metadataProvider = logger.metadataProvider.map { .multiplex([$0, provider]) ?? provider } ?? provider
+        if logger.metadataProvider == nil {
+            // A log handler that keeps no provider: set the metadata itself.
+            logger[metadataKey: "hookbus.seq"] = .stringConvertible(seq)
+            logger[metadataKey: "hookbus.attempt"] = .stringConvertible(attempt)
+        }
         let context = HookContext(
             attempt: delivery.attempt, replay: delivery.replay, subscriber: delivery.subscriber, logger: logger,
             config: config, state: HookState(hook: delivery.subscriber, store: store))
