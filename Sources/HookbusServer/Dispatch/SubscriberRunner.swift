@@ -39,6 +39,8 @@ final class SubscriberRunner: Sendable {
     private let wakePending = Atomic<Bool>(false)
     /// Events read from the outbox at a time.
     static let fetchBatch = 256
+    /// The longest a cursor move waits to be written with the next ones (µs).
+    static let cursorInterval: Int64 = 20_000
 
     init(
         subscriber: SubscriberConfig, kind: String, store: Store, committer: Committer, deliverer: any Deliverer,
@@ -102,7 +104,8 @@ final class SubscriberRunner: Sendable {
                 case .wake:
                     wakePending.store(false, ordering: .sequentiallyConsistent)
                 case .tick:
-                    break
+                    // Maybe the held-back cursor write's tick: look again (and arm another if early).
+                    loop.cursorDue = nil
                 case .reload:
                     loop.loadRetries()
                 case .stop:
@@ -351,13 +354,32 @@ final class SubscriberRunner: Sendable {
         /// The ops and notices that write carries, and where its end is told.
         var flushBatch = (count: 0, notices: 0)
         let flushEnd = FlushEnd()
+        /// When the last write began (µs), and when a write of cursor moves
+        /// alone, held back until `cursorInterval` after it, is due.
+        var lastFlush: Int64 = 0
+        var cursorDue: Int64?
 
         /// Writes the pending state changes in the background: deliveries go on
         /// while the commit (and its fsync) runs, and everything that completed
         /// meanwhile goes into the next write, together. On failure the ops stay
         /// at the front and are written with the next ones.
         mutating func startFlush(_ group: inout DiscardingTaskGroup) {
-            guard !flushing, !ops.isEmpty, Timestamp.nowMicros() >= noFlushBefore else { return }
+            let now = Timestamp.nowMicros()
+            guard !flushing, !ops.isEmpty, now >= noFlushBefore else { return }
+            // Cursor moves alone wait up to `cursorInterval` after the last write:
+            // a subscriber that keeps up writes its cursor a few dozen times a
+            // second, not into every commit (a page of WAL and the committer's
+            // time each). A crash then delivers at most that much again, as
+            // at-least-once allows. Retries, dead letters and a stop are written at once.
+            if !stopping, ops.allSatisfy(\.isCursorMove), now < lastFlush + SubscriberRunner.cursorInterval {
+                if cursorDue == nil {
+                    cursorDue = lastFlush + SubscriberRunner.cursorInterval
+                    runner.scheduleTick(at: lastFlush + SubscriberRunner.cursorInterval, in: &group)
+                }
+                return
+            }
+            lastFlush = now
+            cursorDue = nil
             flushing = true
             let batch = ops
             let notices = deadLetters
@@ -454,6 +476,12 @@ final class FlushEnd: Sendable {
             }
             if let done { continuation.resume(returning: done) }
         }
+    }
+}
+
+extension LedgerOp {
+    var isCursorMove: Bool {
+        if case .advanceCursor = self { true } else { false }
     }
 }
 
