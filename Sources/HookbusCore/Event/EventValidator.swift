@@ -6,14 +6,6 @@ import Synchronization
 /// Each kind of bad input has its own `reason`, and the message names the
 /// attribute and what was received; the payload itself is never quoted.
 public struct EventValidator: Sendable {
-    /// Context attributes of CloudEvents 1.0 that must be strings.
-    static func isStringAttribute(_ name: String) -> Bool {
-        switch name {
-        case "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data_base64": true
-        default: false
-        }
-    }
-
     public let ids: EventIDGenerator
     let timeCache: TimeCache
 
@@ -31,12 +23,26 @@ public struct EventValidator: Sendable {
     public func validate(
         line: [UInt8], members: [JSONMember], producer: Producer, nowMicros: Int64
     ) -> Result<NewEvent, WireError> {
-        // An event has a handful of members: linear scans beat hashing there;
-        // a hostile line with thousands of members gets a set.
+        // The context attributes are told apart by length first (a member costs
+        // one or two comparisons) and their duplicates by a bit each; extension
+        // names are compared among themselves. A hostile line with thousands of
+        // members gets a set.
+        var attributes = Attributes(members: members)
         if members.count <= 16 {
-            for (index, member) in members.enumerated() where members[..<index].contains(where: { $0.key == member.key }) {
-                return .failure(WireError(.invalidEvent, "duplicate_attribute", attribute: member.key,
-                                          "attribute '\(member.key)' appears more than once"))
+            var seen: UInt16 = 0
+            for (index, member) in members.enumerated() {
+                let duplicate: Bool
+                if let slot = Attribute(member.key) {
+                    duplicate = seen & slot.bit != 0
+                    seen |= slot.bit
+                    attributes.index[Int(slot.rawValue)] = index
+                } else {
+                    duplicate = members[..<index].contains { $0.key == member.key }
+                }
+                if duplicate {
+                    return .failure(WireError(.invalidEvent, "duplicate_attribute", attribute: member.key,
+                                              "attribute '\(member.key)' appears more than once"))
+                }
             }
         } else {
             var seen = Set<String>()
@@ -44,61 +50,64 @@ public struct EventValidator: Sendable {
                 return .failure(WireError(.invalidEvent, "duplicate_attribute", attribute: member.key,
                                           "attribute '\(member.key)' appears more than once"))
             }
+            for (index, member) in members.enumerated() {
+                if let slot = Attribute(member.key) { attributes.index[Int(slot.rawValue)] = index }
+            }
         }
-        let attributes = Attributes(members: members)
         for member in members {
             if let problem = check(member) { return .failure(problem) }
         }
-        guard let typeMember = attributes["type"] else {
+        guard let typeMember = attributes[.type] else {
             return .failure(WireError(.invalidEvent, "missing_type", attribute: "type", "missing required attribute 'type'"))
         }
         let type = typeMember.string ?? ""
         if type.isEmpty {
             return .failure(WireError(.invalidEvent, "missing_type", attribute: "type", "attribute 'type' must not be empty"))
         }
-        if let spec = attributes["specversion"], spec.string != "1.0" {
+        if let spec = attributes[.specversion], spec.string != "1.0" {
             return .failure(WireError(.invalidEvent, "bad_specversion", attribute: "specversion",
                                       "attribute 'specversion' must be \"1.0\", got \"\(Self.clip(spec.string ?? ""))\""))
         }
-        for name in ["id", "source"] {
-            if let member = attributes[name], member.string?.isEmpty == true {
+        for (attribute, name) in [(Attribute.id, "id"), (.source, "source")] {
+            if let member = attributes[attribute], member.string?.isEmpty == true {
                 return .failure(WireError(.invalidEvent, "empty_attribute", attribute: name,
                                           "attribute '\(name)' must not be empty (leave it out to get a default)"))
             }
         }
-        if attributes["data"] != nil && attributes["data_base64"] != nil {
+        if attributes[.data] != nil && attributes[.dataBase64] != nil {
             return .failure(WireError(.invalidEvent, "data_conflict", attribute: "data_base64",
                                       "attributes 'data' and 'data_base64' must not both be present"))
         }
-        if let base64 = attributes["data_base64"]?.string, !Self.isBase64(base64) {
+        if let base64 = attributes[.dataBase64]?.string, !Self.isBase64(base64) {
             return .failure(WireError(.invalidEvent, "bad_base64", attribute: "data_base64",
                                       "attribute 'data_base64' is not valid base64"))
         }
-        if let time = attributes["time"]?.string, Timestamp.parse(time) == nil {
+        if let time = attributes[.time]?.string, Timestamp.parse(time) == nil {
             return .failure(WireError(.invalidEvent, "bad_time", attribute: "time",
                                       "attribute 'time' must be an RFC 3339 date-time like 2026-11-23T04:30:00Z, got \"\(Self.clip(time))\""))
         }
 
         // Defaults, spliced in at the front of the producer's own bytes.
         var injected = JSONWriter(capacity: 128)
-        let id = attributes["id"]?.string ?? ids.next(nowMicros: nowMicros)
-        let source = attributes["source"]?.string ?? producer.defaultSource
-        let time = attributes["time"]?.string ?? receiptTime(nowMicros)
-        if attributes["specversion"] == nil { injected.key("specversion"); injected.string("1.0") }
-        if attributes["id"] == nil { injected.key("id"); injected.string(id) }
-        if attributes["source"] == nil { injected.key("source"); injected.string(source) }
-        if attributes["time"] == nil { injected.key("time"); injected.string(time) }
+        let id = attributes[.id]?.string ?? ids.next(nowMicros: nowMicros)
+        let source = attributes[.source]?.string ?? producer.defaultSource
+        let time = attributes[.time]?.string ?? receiptTime(nowMicros)
+        if attributes[.specversion] == nil { injected.key("specversion"); injected.string("1.0") }
+        if attributes[.id] == nil { injected.key("id"); injected.string(id) }
+        if attributes[.source] == nil { injected.key("source"); injected.string(source) }
+        if attributes[.time] == nil { injected.key("time"); injected.string(time) }
         let json = Self.splice(injected.bytes, into: line)
         return .success(NewEvent(
-            id: id, source: source, type: type, subject: attributes["subject"]?.string, time: time,
+            id: id, source: source, type: type, subject: attributes[.subject]?.string, time: time,
             json: json, producer: producer, receivedAtMicros: nowMicros))
     }
 
     /// The check for one member: its JSON type, or its name if it is an extension.
     private func check(_ member: JSONMember) -> WireError? {
         let name = member.key
-        if name == "data" { return nil }
-        if Self.isStringAttribute(name) {
+        let attribute = Attribute(name)
+        if attribute == .data { return nil }
+        if attribute != nil {
             guard member.kind == .string else {
                 return WireError(.invalidEvent, "wrong_type", attribute: name,
                                  "attribute '\(name)' must be a string, got \(member.kind.rawValue)")
@@ -123,9 +132,23 @@ public struct EventValidator: Sendable {
     /// (environment variables, log lines).
     static func checkCharacters(_ member: JSONMember) -> WireError? {
         guard let text = member.string else { return nil }
-        for scalar in text.unicodeScalars where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
-            return WireError(.invalidEvent, "bad_character", attribute: member.key,
-                             "attribute '\(member.key)' contains the control character U+\(hex4(scalar.value)), which CloudEvents forbids")
+        // On the UTF-8: U+0000–U+001F and U+007F are those bytes; U+0080–U+009F
+        // are 0xC2 followed by 0x80–0x9F.
+        var previous: UInt8 = 0
+        for byte in text.utf8 {
+            let scalar: UInt32?
+            if byte < 0x20 || byte == 0x7F {
+                scalar = UInt32(byte)
+            } else if previous == 0xC2 && byte >= 0x80 && byte <= 0x9F {
+                scalar = UInt32(byte)
+            } else {
+                scalar = nil
+            }
+            if let scalar {
+                return WireError(.invalidEvent, "bad_character", attribute: member.key,
+                                 "attribute '\(member.key)' contains the control character U+\(hex4(scalar)), which CloudEvents forbids")
+            }
+            previous = byte
         }
         return nil
     }
@@ -192,12 +215,43 @@ public struct EventValidator: Sendable {
     }
 }
 
-/// The members of one event, looked up by name.
+/// The context attributes of CloudEvents 1.0, all of them strings but `data`.
+enum Attribute: UInt8, CaseIterable {
+    case specversion, id, source, type, subject, time, datacontenttype, dataschema, data, dataBase64
+
+    /// The attribute `name` names, if any: lengths first, then one or two comparisons.
+    init?(_ name: String) {
+        switch name.utf8.count {
+        case 2 where name == "id": self = .id
+        case 4 where name == "type": self = .type
+        case 4 where name == "time": self = .time
+        case 4 where name == "data": self = .data
+        case 6 where name == "source": self = .source
+        case 7 where name == "subject": self = .subject
+        case 10 where name == "dataschema": self = .dataschema
+        case 11 where name == "specversion": self = .specversion
+        case 11 where name == "data_base64": self = .dataBase64
+        case 15 where name == "datacontenttype": self = .datacontenttype
+        default: return nil
+        }
+    }
+
+    var bit: UInt16 { 1 << rawValue }
+}
+
+/// The members of one event that are context attributes, by attribute.
 private struct Attributes {
     let members: [JSONMember]
+    /// Where each attribute's member is, -1 if absent (no allocation per event).
+    var index = InlineArray<10, Int>(repeating: -1)
 
-    subscript(_ name: String) -> JSONMember? {
-        members.first { $0.key == name }
+    init(members: [JSONMember]) {
+        self.members = members
+    }
+
+    subscript(_ attribute: Attribute) -> JSONMember? {
+        let at = index[Int(attribute.rawValue)]
+        return at < 0 ? nil : members[at]
     }
 }
 

@@ -66,6 +66,11 @@ public enum JSONScanner {
         var index = 0
         let count = bytes.count
         while index < count {
+            // ASCII eight bytes at a time: most lines are nothing else.
+            while index + 8 <= count && bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+                index += 8
+            }
+            guard index < count else { break }
             let lead = bytes[index]
             if lead < 0x80 { index += 1; continue }
             let length: Int
