@@ -6,16 +6,16 @@ import Testing
 /// deadline sweep (no timer per delivery), then retried.
 @Suite("Dispatch: pipe and socket timeouts")
 struct DispatchTimeoutTests {
-    @Test("a pipe process that stops answering is timed out, each attempt fails with which delivery and how long, and the event is dead-lettered")
+    @Test("a pipe process that stops answering is timed out, killed and restarted; the delivery is retried on the new process")
     func pipeTimeout() async throws {
         let scratch = try ScratchDirectory()
         defer { scratch.cleanUp() }
         let bed = try await DispatchBed.start(in: scratch, defaults: """
             [defaults]
-            max_attempts = 2
+            max_attempts = 5
             backoff_initial = "50ms"
             backoff_max = "100ms"
-            timeout = "1s"
+            timeout = "2s"
             """, subscribers: """
             [[subscribers]]
             name = "hung"
@@ -24,18 +24,23 @@ struct DispatchTimeoutTests {
             env = { PIPE_LOG = "{dir}/hung.log", PIPE_PIDFILE = "{dir}/hung.pid", PIPE_STALL_AFTER = "2", PIPE_STALL_MARK = "{dir}/stalled" }
             """)
         try await bed.waitUntil("pipe_recorder.py started") { bed.lines("hung.pid").count == 1 }
-        // The process answers the first delivery and hangs on the second: both of
-        // its attempts time out (the process lives on, hung).
+        // The first process answers the first delivery and hangs on the second;
+        // the restarted one (it sees the stall mark) answers the retry.
         let seqs = try await bed.publish((0..<2).map { EventLine.make(type: "t.item", source: "t", id: "t\($0)") })
-        // Settled is not enough (a retry row settles too): wait for the dead letter.
-        try await bed.waitUntil("seq \(seqs[1]) dead-lettered for hung") { try bed.ledger().deadLetters("hung").count == 1 }
+        try await bed.waitUntil("hung delivered both") { try bed.stats()["hung"]?.delivered == 2 }
         let stats = try #require(try bed.stats()["hung"])
-        #expect(stats.delivered == 1 && stats.dead == 1 && stats.failedAttempts == 2, "\(stats)")
-        let dead = try bed.ledger().deadLetters("hung")
-        try #require(dead.count == 1, "\(dead)")
-        #expect(dead[0].seq == seqs[1] && dead[0].reason == "max_attempts" && dead[0].attempts == 2, "\(dead[0])")
-        #expect(dead[0].errors.allSatisfy { $0.error.contains("pipe hung did not answer delivery") && $0.error.hasSuffix("within 1s") },
-                "\(dead[0].errors)")
+        // (A retry that waits for the restart longer than the timeout fails too,
+        // on a loaded machine: so at least one failed attempt, not exactly one.)
+        #expect(stats.dead == 0 && stats.failedAttempts >= 1, "\(stats)")
+        let error = try #require(stats.lastError, "\(stats)")
+        #expect(error.contains("pipe hung did not answer delivery") && error.hasSuffix("within 2s"), "\(error)")
+        let received = bed.lines("hung.log").compactMap(DispatchPipeTests.Received.init)
+        try #require(received.count >= 3, "\(bed.lines("hung.log"))")
+        #expect(received[0].seq == seqs[0] && received[1].seq == seqs[1] && received[1].attempt == 1, "\(bed.lines("hung.log"))")
+        let hung = received[1].pid
+        #expect(received.dropFirst(2).contains { $0.seq == seqs[1] && $0.attempt >= 2 && $0.pid != hung },
+                "the retry went to a new process: \(bed.lines("hung.log"))")
+        #expect(bed.broker.log.contains("within 2s and was killed"), "\(bed.broker.log)")
     }
 
     @Test("a socket subscriber that does not ack gets the delivery again once the timeout passes")

@@ -71,9 +71,10 @@ struct AnswerBook {
 }
 
 /// Waits for the answer to a streamed delivery (pipe, socket), at most
-/// `timeout` (timed out by a sweep of `deadlines`). `register` files the
-/// continuation, or returns the answer if it came already; `resolve` answers
-/// the delivery (the first answer wins).
+/// `timeout` (timed out by a sweep of `deadlines`, which then calls `timedOut`
+/// once for the failure's message: it may act on the hung subscriber too).
+/// `register` files the continuation, or returns the answer if it came
+/// already; `resolve` answers the delivery (the first answer wins).
 func awaitAnswer(
     deadlines: Deadlines, timeout: Duration, timedOut: @escaping @Sendable () -> String, cancelled: String,
     register: (CheckedContinuation<AttemptResult, Never>) -> AttemptResult?,

@@ -13,8 +13,9 @@ import Glibc
 /// line per delivery, `{"delivery":<n>,"subscriber":"...","attempt":1,"event":{...}}`,
 /// and reads one answer per delivery, `{"delivery":<n>,"ok":true}` or
 /// `{"delivery":<n>,"ok":false,"error":"...","retry":true}`, in any order. If the
-/// process exits or writes a line that is not such an answer, every delivery in
-/// flight on it fails (and is retried) and the process is restarted with
+/// process exits, writes a line that is not such an answer, or leaves a
+/// delivery unanswered past `timeout` (hung), it is killed if need be, every
+/// delivery in flight on it fails (and is retried) and it is restarted with
 /// backoff. Its stderr goes to the broker's log, line by line, under its name.
 final class PipeDeliverer: Deliverer {
     private struct State {
@@ -25,6 +26,8 @@ final class PipeDeliverer: Deliverer {
         /// The running process's stdin queue, and the numbers written to it.
         var writer: AsyncStream<[UInt8]>.Continuation?
         var sent = Set<Int>()
+        /// The running process's group, and why it was killed (if it was).
+        var running: (pid: Int32, killed: KillNote)?
     }
 
     let name: String
@@ -75,10 +78,25 @@ final class PipeDeliverer: Deliverer {
     func deliver(_ delivery: Delivery, ticket id: Int) async -> AttemptResult {
         await awaitAnswer(
             deadlines: deadlines, timeout: timeout,
-            timedOut: { [name, timeout] in "pipe \(name) did not answer delivery \(id) within \(timeout.spelled)" },
+            timedOut: { [name, timeout] in
+                let late = "did not answer delivery \(id) within \(timeout.spelled)"
+                // Hung: the process is killed (and restarted), so the next deliveries do not wait for it too.
+                self.kill(ifWaitingFor: id, because: "\(late) and was killed")
+                return "pipe \(name) \(late)"
+            },
             cancelled: "delivery cancelled: the broker is stopping",
             register: { continuation in self.state.withLock { $0.book.wait(id, continuation) } },
             resolve: { self.resolve(id, $0) })
+    }
+
+    /// Kills the running process if delivery `id` was written to it.
+    private func kill(ifWaitingFor id: Int, because reason: String) {
+        let target = state.withLock { state -> Int32? in
+            guard state.sent.contains(id), let running = state.running else { return nil }
+            running.killed.note.withLock { $0 = $0 ?? reason }
+            return running.pid
+        }
+        if let target { Glibc.kill(-target, SIGKILL) }
     }
 
     private func resolve(_ id: Int, _ result: AttemptResult) {
@@ -134,7 +152,7 @@ final class PipeDeliverer: Deliverer {
         let argv = runAs?.wrap(self.argv) ?? self.argv
         let executable = ChildEnvironment.executable(argv[0], searchPath: env["PATH"])
         let (lines, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .unbounded)
-        let garbage = GarbageNote()
+        let killed = KillNote()
         do {
             let result = try await Subprocess.run(
                 executable, arguments: Arguments(Array(argv.dropFirst())), environment: .custom(env),
@@ -144,6 +162,7 @@ final class PipeDeliverer: Deliverer {
                 logger.info("pipe process started", metadata: ["hookbus.subscriber": "\(name)", "hookbus.pid": "\(pid)"])
                 // Hand over what waited for a process.
                 state.withLock { state in
+                    state.running = (pid, killed)
                     state.writer = writer
                     for (id, line) in state.queued {
                         state.sent.insert(id)
@@ -166,8 +185,8 @@ final class PipeDeliverer: Deliverer {
                         do {
                             for try await line in execution.standardOutput.strings() where !line.isEmpty {
                                 if let problem = self.handleAnswer(line) {
-                                    garbage.note.withLock { $0 = problem }
-                                    kill(-pid, SIGKILL)
+                                    killed.note.withLock { $0 = $0 ?? "wrote garbage (\(problem)) and was killed" }
+                                    Glibc.kill(-pid, SIGKILL)
                                     break
                                 }
                             }
@@ -184,9 +203,11 @@ final class PipeDeliverer: Deliverer {
                     }
                 }
             }
-            if let problem = garbage.note.withLock({ $0 }) { return "wrote garbage (\(problem)) and was killed" }
+            state.withLock { $0.running = nil }
+            if let reason = killed.note.withLock({ $0 }) { return reason }
             return "exited (\(result.terminationStatus))"
         } catch {
+            state.withLock { $0.running = nil }
             writer.finish()
             return "could not start (\(error))"
         }
@@ -218,7 +239,8 @@ final class PipeDeliverer: Deliverer {
     }
 }
 
-/// Why a pipe process was killed, shared between its reader and its supervisor.
-final class GarbageNote: Sendable {
+/// Why a pipe process was killed (garbage on stdout, a delivery unanswered
+/// past the timeout), shared between its reader, the deadline sweep and its supervisor.
+final class KillNote: Sendable {
     let note = Mutex<String?>(nil)
 }
