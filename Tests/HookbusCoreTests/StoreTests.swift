@@ -43,6 +43,29 @@ struct StoreTests {
         }
     }
 
+    @Test("every column reads back as it was given: texts (a subject, an empty one, none, non-ASCII), numbers and the event bytes")
+    func columnsRoundTrip() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+            var events: [NewEvent] = []
+            for (index, subject) in [Optional("rack-7/é"), "", nil].enumerated() {
+                var event = makeEvent(id: "c\(index)-ü", source: "fleet/ß", data: #"{"n":\#(index),"s":"ünï"}"#)
+                event.subject = subject
+                event.producer = Producer(uid: 1000 + UInt32(index), gid: 100, pid: 4242)
+                events.append(event)
+            }
+            let outcomes = try store.append(events)
+            let stored = try store.events(after: 0, limit: 10)
+            try #require(stored.count == 3, "\(outcomes)")
+            for (event, row) in zip(events, stored) {
+                #expect(row.id == event.id && row.source == event.source && row.type == event.type, "\(row)")
+                #expect(row.subject == event.subject && row.time == event.time, "\(row)")
+                #expect(row.receivedAtMicros == event.receivedAtMicros && row.producer == event.producer, "\(row)")
+                #expect(Array(row.json.utf8) == event.json, "\(row.json)")
+            }
+        }
+    }
+
     @Test("seq increases across batches, and events come back in seq order as stored")
     func seqOrder() throws {
         let directory = try makeTemporaryDirectory()

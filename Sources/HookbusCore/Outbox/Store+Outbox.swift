@@ -35,19 +35,34 @@ extension Store {
         outcomes.reserveCapacity(events.count)
         for event in events {
             sqlite3_reset(handle)
-            bind(handle, 1, event.id)
-            bind(handle, 2, event.source)
-            bind(handle, 3, event.type)
-            if let subject = event.subject { bind(handle, 4, subject) } else { sqlite3_bind_null(handle, 4) }
-            bind(handle, 5, event.time)
             sqlite3_bind_int64(handle, 6, event.receivedAtMicros)
             sqlite3_bind_int64(handle, 7, Int64(event.producer.uid))
             sqlite3_bind_int64(handle, 8, Int64(event.producer.gid))
             sqlite3_bind_int64(handle, 9, Int64(event.producer.pid))
-            event.json.withUnsafeBytes { bytes in
-                _ = sqlite3_bind_text(handle, 10, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count), transient)
+            // The texts are bound without a copy (SQLITE_STATIC) for the step
+            // only: it runs inside the closures that keep their bytes alive, and
+            // every text is bound again before the next step.
+            var (id, source, type, time, subject) = (event.id, event.source, event.type, event.time, event.subject ?? "")
+            let hasSubject = event.subject != nil
+            let code = id.withUTF8 { id in
+                source.withUTF8 { source in
+                    type.withUTF8 { type in
+                        time.withUTF8 { time in
+                            subject.withUTF8 { subject in
+                                event.json.withUnsafeBytes { json in
+                                    bindStatic(handle, 1, UnsafeRawBufferPointer(id))
+                                    bindStatic(handle, 2, UnsafeRawBufferPointer(source))
+                                    bindStatic(handle, 3, UnsafeRawBufferPointer(type))
+                                    if hasSubject { bindStatic(handle, 4, UnsafeRawBufferPointer(subject)) } else { sqlite3_bind_null(handle, 4) }
+                                    bindStatic(handle, 5, UnsafeRawBufferPointer(time))
+                                    bindStatic(handle, 10, json)
+                                    return sqlite3_step(handle)
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            let code = sqlite3_step(handle)
             guard code == SQLITE_DONE else {
                 let message = String(cString: sqlite3_errmsg(connection))
                 sqlite3_reset(handle)
@@ -66,16 +81,19 @@ extension Store {
         return outcomes
     }
 
-    /// SQLite copies what it is given (the buffers are gone after the call).
-    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-
-    private static func bind(_ handle: OpaquePointer, _ index: Int32, _ text: String) {
-        var text = text
-        text.withUTF8 { bytes in
-            _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(bytes.baseAddress)?.assumingMemoryBound(to: CChar.self),
-                                  Int32(bytes.count), transient)
+    /// Binds `bytes` as text without a copy (SQLITE_STATIC): they must stay
+    /// alive until the statement is stepped and bound again. An empty text is
+    /// bound as "" (a nil pointer would bind NULL).
+    private static func bindStatic(_ handle: OpaquePointer, _ index: Int32, _ bytes: UnsafeRawBufferPointer) {
+        if let base = bytes.baseAddress, !bytes.isEmpty {
+            _ = sqlite3_bind_text(handle, index, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count), nil)
+        } else {
+            _ = sqlite3_bind_text(handle, index, "", 0, transient)
         }
     }
+
+    /// SQLite copies what it is given.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     /// Runs `body` in one `IMMEDIATE` transaction, through prepared `BEGIN` and
     /// `COMMIT` statements (GRDB's `write` compiles both every time: on the
