@@ -68,8 +68,9 @@ public struct EventValidator: Sendable {
             return .failure(WireError(.invalidEvent, "bad_specversion", attribute: "specversion",
                                       "attribute 'specversion' must be \"1.0\", got \"\(Self.clip(spec.string ?? ""))\""))
         }
-        for (attribute, name) in [(Attribute.id, "id"), (.source, "source")] {
+        for attribute in [Attribute.id, .source] {
             if let member = attributes[attribute], member.string?.isEmpty == true {
+                let name = member.key
                 return .failure(WireError(.invalidEvent, "empty_attribute", attribute: name,
                                           "attribute '\(name)' must not be empty (leave it out to get a default)"))
             }

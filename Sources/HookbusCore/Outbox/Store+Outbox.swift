@@ -35,39 +35,23 @@ extension Store {
         outcomes.reserveCapacity(events.count)
         for event in events {
             sqlite3_reset(handle)
+            bind(handle, 1, event.id)
+            bind(handle, 2, event.source)
+            bind(handle, 3, event.type)
+            if let subject = event.subject { bind(handle, 4, subject) } else { sqlite3_bind_null(handle, 4) }
+            bind(handle, 5, event.time)
             sqlite3_bind_int64(handle, 6, event.receivedAtMicros)
             sqlite3_bind_int64(handle, 7, Int64(event.producer.uid))
             sqlite3_bind_int64(handle, 8, Int64(event.producer.gid))
             sqlite3_bind_int64(handle, 9, Int64(event.producer.pid))
-            // The texts are bound without a copy (SQLITE_STATIC) for the step
-            // only: it runs inside the closures that keep their bytes alive, and
-            // every text is bound again before the next step.
-            var (id, source, type, time, subject) = (event.id, event.source, event.type, event.time, event.subject ?? "")
-            let hasSubject = event.subject != nil
-            let code = id.withUTF8 { id in
-                source.withUTF8 { source in
-                    type.withUTF8 { type in
-                        time.withUTF8 { time in
-                            subject.withUTF8 { subject in
-                                event.json.withUnsafeBytes { json in
-                                    bindStatic(handle, 1, UnsafeRawBufferPointer(id))
-                                    bindStatic(handle, 2, UnsafeRawBufferPointer(source))
-                                    bindStatic(handle, 3, UnsafeRawBufferPointer(type))
-                                    if hasSubject { bindStatic(handle, 4, UnsafeRawBufferPointer(subject)) } else { sqlite3_bind_null(handle, 4) }
-                                    bindStatic(handle, 5, UnsafeRawBufferPointer(time))
-                                    bindStatic(handle, 10, json)
-                                    return sqlite3_step(handle)
-                                }
-                            }
-                        }
-                    }
-                }
+            // The event JSON, the large value, is bound without a copy
+            // (SQLITE_STATIC) for this step only: its bytes live through the
+            // closure, and it is bound again before the next step.
+            let code = event.json.withUnsafeBytes { json in
+                _ = sqlite3_bind_text(handle, 10, json.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
+                return sqlite3_step(handle)
             }
-            guard code == SQLITE_DONE else {
-                let message = String(cString: sqlite3_errmsg(connection))
-                sqlite3_reset(handle)
-                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: insertSQL)
-            }
+            guard code == SQLITE_DONE else { throw failure(db, handle, code, sql: insertSQL) }
             if sqlite3_changes(connection) == 1 {
                 outcomes.append(.stored(seq: sqlite3_last_insert_rowid(connection), id: event.id))
             } else {
@@ -81,19 +65,24 @@ extension Store {
         return outcomes
     }
 
-    /// Binds `bytes` as text without a copy (SQLITE_STATIC): they must stay
-    /// alive until the statement is stepped and bound again. An empty text is
-    /// bound as "" (a nil pointer would bind NULL).
-    private static func bindStatic(_ handle: OpaquePointer, _ index: Int32, _ bytes: UnsafeRawBufferPointer) {
-        if let base = bytes.baseAddress, !bytes.isEmpty {
-            _ = sqlite3_bind_text(handle, index, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count), nil)
-        } else {
-            _ = sqlite3_bind_text(handle, index, "", 0, transient)
+    /// SQLite copies what it is given (the buffers are gone after the call).
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    private static func bind(_ handle: OpaquePointer, _ index: Int32, _ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(bytes.baseAddress)?.assumingMemoryBound(to: CChar.self),
+                                  Int32(bytes.count), transient)
         }
     }
 
-    /// SQLite copies what it is given.
-    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    /// The error of a failed step, with SQLite's message read before the
+    /// statement is reset.
+    private static func failure(_ db: Database, _ handle: OpaquePointer, _ code: Int32, sql: String) -> DatabaseError {
+        let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
+        sqlite3_reset(handle)
+        return DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
+    }
 
     /// Runs `body` in one `IMMEDIATE` transaction, through prepared `BEGIN` and
     /// `COMMIT` statements (GRDB's `write` compiles both every time: on the
@@ -120,11 +109,7 @@ extension Store {
     private static func step(_ db: Database, _ sql: String) throws {
         let handle = try db.cachedStatement(sql: sql).sqliteStatement
         let code = sqlite3_step(handle)
-        if code != SQLITE_DONE {
-            let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
-            sqlite3_reset(handle)
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
-        }
+        guard code == SQLITE_DONE else { throw failure(db, handle, code, sql: sql) }
         sqlite3_reset(handle)
     }
 
@@ -139,8 +124,7 @@ extension Store {
         switch sqlite3_step(handle) {
         case SQLITE_ROW: return sqlite3_column_int64(handle, 0)
         case SQLITE_DONE: return 0
-        case let code:
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: sql)
+        case let code: throw failure(db, handle, code, sql: sql)
         }
     }
 

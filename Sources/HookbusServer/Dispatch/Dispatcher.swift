@@ -156,7 +156,7 @@ public final class Dispatcher: Service {
                     // Times out deliveries, and bounds the hook start gate's
                     // waits (`HookStartGate.maxWait`).
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: min(Deadlines.sweepInterval, HookStartGate.sweepInterval))
+                        try? await Task.sleep(for: Deadlines.sweepInterval)
                         deadlines.sweep()
                         gate.sweep()
                     }

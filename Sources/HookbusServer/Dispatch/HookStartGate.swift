@@ -55,7 +55,7 @@ final class HookStartGate: Sendable {
             return state.nextWaiter
         }
         guard let id else { return }
-        // No timer of its own: `sweep` (every `sweepInterval`, from the dispatcher)
+        // No timer of its own: `sweep` (every `Deadlines.sweepInterval`, from the dispatcher)
         // lets go of waiters older than `maxWait`; cancellation lets go at once.
         let since = ContinuousClock.now
         await withTaskCancellationHandler {
@@ -76,9 +76,6 @@ final class HookStartGate: Sendable {
 
     /// Waits registered and not let go yet.
     var waiting: Int { state.withLock { $0.waiters.count } }
-
-    /// How often the dispatcher calls `sweep`.
-    static let sweepInterval: Duration = .milliseconds(100)
 
     /// Lets go of every waiter that has waited `maxWait` or longer.
     func sweep(now: ContinuousClock.Instant = .now) {
