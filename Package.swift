@@ -24,11 +24,14 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
+        // sqlite3_config, which Swift cannot call (it is variadic).
+        .target(name: "CSQLiteSetup", linkerSettings: [.linkedLibrary("sqlite3")]),
         // The domain: events, validation, wire codec, outbox store, config, retry policy.
         // No sockets and no processes, so it can be tested and embedded on its own.
         .target(
             name: "HookbusCore",
             dependencies: [
+                "CSQLiteSetup",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // The outbox insert binds the producer's bytes straight into SQLite.
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

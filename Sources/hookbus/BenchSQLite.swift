@@ -44,6 +44,8 @@ struct BenchSQLite {
     let plan: BenchPlan
 
     func run() throws(Failure) -> BenchProducerResult {
+        // The broker's process-wide SQLite settings, so the floor is measured like the broker.
+        SQLiteSetup.apply()
         var db: OpaquePointer?
         guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK,
               let db else {

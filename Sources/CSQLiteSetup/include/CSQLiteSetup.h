@@ -1,0 +1,11 @@
+#ifndef HOOKBUS_CSQLITESETUP_H
+#define HOOKBUS_CSQLITESETUP_H
+
+/// Process-wide SQLite settings that must come before SQLite initializes
+/// (sqlite3_config is variadic, so Swift cannot call it itself).
+/// Turns memory statistics off: with them on, every allocation SQLite makes
+/// takes a global mutex. Returns SQLITE_OK, or SQLITE_MISUSE if SQLite was
+/// already initialized (then nothing changed).
+int hookbus_sqlite_disable_memstatus(void);
+
+#endif

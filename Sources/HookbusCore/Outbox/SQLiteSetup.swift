@@ -1,0 +1,16 @@
+import CSQLiteSetup
+
+/// Process-wide SQLite settings, made once before SQLite first initializes.
+public enum SQLiteSetup {
+    /// Memory statistics off: with them on (SQLite's default), every
+    /// allocation SQLite makes takes a global mutex, about a sixth of the
+    /// CPU of an insert (measured: 3.3 → 2.85 µs a row in batches of 128).
+    /// hookbus reads none of those statistics.
+    ///
+    /// True if the setting took; false if SQLite was already initialized in
+    /// this process (it stays as it was: correct, a little slower).
+    @discardableResult
+    public static func apply() -> Bool { applied }
+
+    private static let applied: Bool = hookbus_sqlite_disable_memstatus() == 0
+}
