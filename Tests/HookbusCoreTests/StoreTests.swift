@@ -129,6 +129,50 @@ struct StoreTests {
         try store.close()
     }
 
+    @Test("batches longer than one INSERT statement: every event's seq is its row's, duplicates (earlier, within, across statements) answered with the stored seq")
+    func multiRowStatements() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        _ = try store.append([makeEvent(id: "old-0"), makeEvent(id: "old-1")])
+        let rows = Store.rowsPerInsert
+        // All new: whole statements and a single-row remainder.
+        let fresh = (0..<(2 * rows + 1)).map { makeEvent(id: "fresh-\($0)", data: #"{"n":\#($0)}"#) }
+        let freshOutcomes = try store.append(fresh)
+        Self.check(freshOutcomes, fresh.map { .stored($0.id) }, above: 2)
+        // Duplicates of earlier rows, of a row in the same statement, and of a
+        // row in the previous statement of this batch.
+        var mixed = (0..<(rows + 9)).map { makeEvent(id: "mixed-\($0)") }
+        mixed[3] = makeEvent(id: "old-1")
+        mixed[7] = makeEvent(id: "mixed-2")
+        mixed[rows + 4] = makeEvent(id: "mixed-5")
+        mixed[rows + 6] = makeEvent(id: "fresh-0")
+        let mixedOutcomes = try store.append(mixed)
+        #expect(mixedOutcomes.count == mixed.count)
+        var expected: [Expected] = []
+        var firstSeq: [String: Int64] = [:]
+        for (index, event) in mixed.enumerated() {
+            switch index {
+            case 3: expected.append(.duplicate(2, "old-1"))
+            case 7: expected.append(.duplicate(firstSeq["mixed-2"] ?? -1, "mixed-2"))
+            case rows + 4: expected.append(.duplicate(firstSeq["mixed-5"] ?? -1, "mixed-5"))
+            case rows + 6: expected.append(.duplicate(Self.seq(freshOutcomes[0]), "fresh-0"))
+            default:
+                expected.append(.stored(event.id))
+                if case .stored(let seq, _) = mixedOutcomes[index] { firstSeq[event.id] = seq }
+            }
+        }
+        Self.check(mixedOutcomes, expected, above: Self.seq(freshOutcomes.last!))
+        // Every answer names the row that holds the event.
+        for (event, outcome) in zip(fresh + mixed, freshOutcomes + mixedOutcomes) {
+            let row = try store.events(in: Self.seq(outcome)...Self.seq(outcome)).first
+            #expect(row?.id == event.id, "\(outcome) names \(row?.id ?? "no row")")
+        }
+        #expect(try store.eventCount() == 2 + fresh.count + mixed.count - 4)
+        #expect(try store.events(in: Self.seq(freshOutcomes[5])...Self.seq(freshOutcomes[5])).first?.json == fresh[5].jsonText)
+        try store.close()
+    }
+
     @Test("dedupe and seq survive closing and reopening the database")
     func dedupeAcrossReopen() throws {
         let directory = try makeTemporaryDirectory()

@@ -28,12 +28,98 @@ extension Store {
     /// The hot path of ingest: the prepared statement is bound through the
     /// sqlite3 C API, the event JSON straight from the producer's bytes.
     public static func append(_ events: [NewEvent], in db: Database) throws -> [AppendOutcome] {
+        var outcomes: [AppendOutcome] = []
+        outcomes.reserveCapacity(events.count)
+        var start = events.startIndex
+        while start < events.endIndex {
+            let end = min(start + rowsPerInsert, events.endIndex)
+            if end - start == 1 {
+                try appendOne(events[start], in: db, to: &outcomes)
+            } else {
+                try appendRows(events[start..<end], in: db, to: &outcomes)
+            }
+            start = end
+        }
+        return outcomes
+    }
+
+    /// Events per multi-row INSERT. With AUTOINCREMENT, SQLite writes
+    /// `sqlite_sequence` back at the end of every INSERT statement: one
+    /// statement for many rows saves that write and a statement start per row
+    /// (measured in C: 2.7–3.4 µs → 2.2 µs a row).
+    static let rowsPerInsert = 32
+
+    /// `INSERT … VALUES (…), …`, indexed by row count (2 to `rowsPerInsert`).
+    private static let multiInsertSQL: [String] = (0...rowsPerInsert).map { rows in
+        let values = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+        return "INSERT INTO outbox (id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event) "
+            + "VALUES \(values) ON CONFLICT (source, id) DO NOTHING"
+    }
+
+    /// Appends `events` with one statement. Rows are inserted in the order of
+    /// VALUES, each with the next seq, so when every row was inserted the
+    /// seqs are the `count` up to the last inserted rowid. (RETURNING would say
+    /// so row by row, but its temporary table cost more than it saved.) With
+    /// duplicates, each event's seq is looked up: above the sequence before
+    /// the statement and not yet claimed means stored, anything else duplicate.
+    private static func appendRows(_ events: ArraySlice<NewEvent>, in db: Database, to outcomes: inout [AppendOutcome]) throws {
+        let sql = multiInsertSQL[events.count]
+        let handle = try db.cachedStatement(sql: sql).sqliteStatement
+        guard let connection = db.sqliteConnection else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed") }
+        let before = try sequence(db)
+        sqlite3_reset(handle)
+        for (row, event) in events.enumerated() {
+            let base = Int32(row * 10)
+            bind(handle, base + 1, event.id)
+            bind(handle, base + 2, event.source)
+            bind(handle, base + 3, event.type)
+            if let subject = event.subject { bind(handle, base + 4, subject) } else { sqlite3_bind_null(handle, base + 4) }
+            bind(handle, base + 5, event.time)
+            sqlite3_bind_int64(handle, base + 6, event.receivedAtMicros)
+            sqlite3_bind_int64(handle, base + 7, Int64(event.producer.uid))
+            sqlite3_bind_int64(handle, base + 8, Int64(event.producer.gid))
+            sqlite3_bind_int64(handle, base + 9, Int64(event.producer.pid))
+            // Copied (SQLITE_TRANSIENT): every row's bytes must outlive the one step.
+            event.json.withUnsafeBytes { json in
+                _ = sqlite3_bind_text(handle, base + 10, json.baseAddress?.assumingMemoryBound(to: CChar.self),
+                                      Int32(json.count), transient)
+            }
+        }
+        let code = sqlite3_step(handle)
+        guard code == SQLITE_DONE else { throw failure(db, handle, code, sql: sql) }
+        sqlite3_reset(handle)
+        if sqlite3_changes(connection) == Int32(events.count) {
+            var seq = sqlite3_last_insert_rowid(connection) - Int64(events.count)
+            for event in events {
+                seq += 1
+                outcomes.append(.stored(seq: seq, id: event.id))
+            }
+            return
+        }
+        var claimed = Set<Int64>()
+        for event in events {
+            let seq = try storedSeq(of: event, in: db)
+            if seq > before && claimed.insert(seq).inserted {
+                outcomes.append(.stored(seq: seq, id: event.id))
+            } else {
+                outcomes.append(.duplicate(seq: seq, id: event.id))
+            }
+        }
+    }
+
+    /// The seq stored for `event`'s `(source, id)`.
+    private static func storedSeq(of event: NewEvent, in db: Database) throws -> Int64 {
+        try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT seq FROM outbox WHERE source = ? AND id = ?"),
+            arguments: [event.source, event.id]) ?? 0
+    }
+
+    /// Appends one event with the single-row statement.
+    private static func appendOne(_ event: NewEvent, in db: Database, to outcomes: inout [AppendOutcome]) throws {
         let insert = try db.cachedStatement(sql: insertSQL)
         let handle = insert.sqliteStatement
         guard let connection = db.sqliteConnection else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed") }
-        var outcomes: [AppendOutcome] = []
-        outcomes.reserveCapacity(events.count)
-        for event in events {
+        do {
             sqlite3_reset(handle)
             bind(handle, 1, event.id)
             bind(handle, 2, event.source)
@@ -55,14 +141,10 @@ extension Store {
             if sqlite3_changes(connection) == 1 {
                 outcomes.append(.stored(seq: sqlite3_last_insert_rowid(connection), id: event.id))
             } else {
-                let seq = try Int64.fetchOne(
-                    db.cachedStatement(sql: "SELECT seq FROM outbox WHERE source = ? AND id = ?"),
-                    arguments: [event.source, event.id]) ?? 0
-                outcomes.append(.duplicate(seq: seq, id: event.id))
+                outcomes.append(.duplicate(seq: try storedSeq(of: event, in: db), id: event.id))
             }
         }
         sqlite3_reset(handle)
-        return outcomes
     }
 
     /// SQLite copies what it is given (the buffers are gone after the call).
