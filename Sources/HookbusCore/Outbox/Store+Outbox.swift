@@ -25,8 +25,8 @@ extension Store {
     /// `(source, id)` is already stored (before or earlier in the same batch) is
     /// answered with the stored `seq` and writes nothing.
     ///
-    /// The hot path of ingest: the prepared statement is bound through the
-    /// sqlite3 C API, the event JSON straight from the producer's bytes.
+    /// The hot path of ingest: prepared statements bound through the sqlite3
+    /// C API, up to `rowsPerInsert` events per statement.
     public static func append(_ events: [NewEvent], in db: Database) throws -> [AppendOutcome] {
         var outcomes: [AppendOutcome] = []
         outcomes.reserveCapacity(events.count)
@@ -119,30 +119,28 @@ extension Store {
         let insert = try db.cachedStatement(sql: insertSQL)
         let handle = insert.sqliteStatement
         guard let connection = db.sqliteConnection else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed") }
-        do {
-            sqlite3_reset(handle)
-            bind(handle, 1, event.id)
-            bind(handle, 2, event.source)
-            bind(handle, 3, event.type)
-            if let subject = event.subject { bind(handle, 4, subject) } else { sqlite3_bind_null(handle, 4) }
-            bind(handle, 5, event.time)
-            sqlite3_bind_int64(handle, 6, event.receivedAtMicros)
-            sqlite3_bind_int64(handle, 7, Int64(event.producer.uid))
-            sqlite3_bind_int64(handle, 8, Int64(event.producer.gid))
-            sqlite3_bind_int64(handle, 9, Int64(event.producer.pid))
-            // The event JSON, the large value, is bound without a copy
-            // (SQLITE_STATIC) for this step only: its bytes live through the
-            // closure, and it is bound again before the next step.
-            let code = event.json.withUnsafeBytes { json in
-                _ = sqlite3_bind_text(handle, 10, json.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
-                return sqlite3_step(handle)
-            }
-            guard code == SQLITE_DONE else { throw failure(db, handle, code, sql: insertSQL) }
-            if sqlite3_changes(connection) == 1 {
-                outcomes.append(.stored(seq: sqlite3_last_insert_rowid(connection), id: event.id))
-            } else {
-                outcomes.append(.duplicate(seq: try storedSeq(of: event, in: db), id: event.id))
-            }
+        sqlite3_reset(handle)
+        bind(handle, 1, event.id)
+        bind(handle, 2, event.source)
+        bind(handle, 3, event.type)
+        if let subject = event.subject { bind(handle, 4, subject) } else { sqlite3_bind_null(handle, 4) }
+        bind(handle, 5, event.time)
+        sqlite3_bind_int64(handle, 6, event.receivedAtMicros)
+        sqlite3_bind_int64(handle, 7, Int64(event.producer.uid))
+        sqlite3_bind_int64(handle, 8, Int64(event.producer.gid))
+        sqlite3_bind_int64(handle, 9, Int64(event.producer.pid))
+        // The event JSON, the large value, is bound without a copy
+        // (SQLITE_STATIC) for this step only: its bytes live through the
+        // closure, and it is bound again before the next step.
+        let code = event.json.withUnsafeBytes { json in
+            _ = sqlite3_bind_text(handle, 10, json.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
+            return sqlite3_step(handle)
+        }
+        guard code == SQLITE_DONE else { throw failure(db, handle, code, sql: insertSQL) }
+        if sqlite3_changes(connection) == 1 {
+            outcomes.append(.stored(seq: sqlite3_last_insert_rowid(connection), id: event.id))
+        } else {
+            outcomes.append(.duplicate(seq: try storedSeq(of: event, in: db), id: event.id))
         }
         sqlite3_reset(handle)
     }
