@@ -70,15 +70,7 @@ extension Store {
         sqlite3_reset(handle)
         for (row, event) in events.enumerated() {
             let base = Int32(row * 10)
-            bind(handle, base + 1, event.id)
-            bind(handle, base + 2, event.source)
-            bind(handle, base + 3, event.type)
-            if let subject = event.subject { bind(handle, base + 4, subject) } else { sqlite3_bind_null(handle, base + 4) }
-            bind(handle, base + 5, event.time)
-            sqlite3_bind_int64(handle, base + 6, event.receivedAtMicros)
-            sqlite3_bind_int64(handle, base + 7, Int64(event.producer.uid))
-            sqlite3_bind_int64(handle, base + 8, Int64(event.producer.gid))
-            sqlite3_bind_int64(handle, base + 9, Int64(event.producer.pid))
+            bindColumns(handle, base, event)
             // Copied (SQLITE_TRANSIENT): every row's bytes must outlive the one step.
             event.json.withUnsafeBytes { json in
                 _ = sqlite3_bind_text(handle, base + 10, json.baseAddress?.assumingMemoryBound(to: CChar.self),
@@ -120,15 +112,7 @@ extension Store {
         let handle = insert.sqliteStatement
         guard let connection = db.sqliteConnection else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed") }
         sqlite3_reset(handle)
-        bind(handle, 1, event.id)
-        bind(handle, 2, event.source)
-        bind(handle, 3, event.type)
-        if let subject = event.subject { bind(handle, 4, subject) } else { sqlite3_bind_null(handle, 4) }
-        bind(handle, 5, event.time)
-        sqlite3_bind_int64(handle, 6, event.receivedAtMicros)
-        sqlite3_bind_int64(handle, 7, Int64(event.producer.uid))
-        sqlite3_bind_int64(handle, 8, Int64(event.producer.gid))
-        sqlite3_bind_int64(handle, 9, Int64(event.producer.pid))
+        bindColumns(handle, 0, event)
         // The event JSON, the large value, is bound without a copy
         // (SQLITE_STATIC) for this step only: its bytes live through the
         // closure, and it is bound again before the next step.
@@ -143,6 +127,20 @@ extension Store {
             outcomes.append(.duplicate(seq: try storedSeq(of: event, in: db), id: event.id))
         }
         sqlite3_reset(handle)
+    }
+
+    /// Binds the row's columns but the event JSON (`base + 1` to `base + 9`):
+    /// the callers bind the JSON each in its own way.
+    private static func bindColumns(_ handle: OpaquePointer, _ base: Int32, _ event: NewEvent) {
+        bind(handle, base + 1, event.id)
+        bind(handle, base + 2, event.source)
+        bind(handle, base + 3, event.type)
+        if let subject = event.subject { bind(handle, base + 4, subject) } else { sqlite3_bind_null(handle, base + 4) }
+        bind(handle, base + 5, event.time)
+        sqlite3_bind_int64(handle, base + 6, event.receivedAtMicros)
+        sqlite3_bind_int64(handle, base + 7, Int64(event.producer.uid))
+        sqlite3_bind_int64(handle, base + 8, Int64(event.producer.gid))
+        sqlite3_bind_int64(handle, base + 9, Int64(event.producer.pid))
     }
 
     /// SQLite copies what it is given (the buffers are gone after the call).
