@@ -88,6 +88,33 @@ struct DispatchEmbeddedHookTests {
 
     static let orderRounds = 20
 
+    @Test("events committed together go to a hook as one run; a failure or a time-out in it holds the events after it back until its retry is delivered")
+    func runStopsAtAFailure() async throws {
+        let probe = "run-\(UUID().uuidString)"
+        let retry = RetryPolicy(maxAttempts: 3, schedule: .explicit([.milliseconds(10)]))
+        let rig = try EmbeddedDispatch(subscribers: [
+            SubscriberConfig(name: "picky", kind: .hook(EmbeddedPickyHook.name), types: [.prefix("run.")],
+                             timeout: .milliseconds(200), retry: retry, options: ["probe": .string(probe)]),
+        ], hooks: [EmbeddedPickyHook.self])
+        defer { rig.tearDown() }
+        try await rig.run {
+            // One commit: the runner reads all eight at once.
+            let seqs = try await rig.publish(["run.a", "run.b", "run.c-fail", "run.d", "run.e-hang", "run.f", "run.g", "run.h"])
+            try await rig.waitUntil("picky delivered all 8") {
+                EmbeddedHookProbe.shared.starts(probe).count == 10
+            }
+            let starts = EmbeddedHookProbe.shared.starts(probe).sorted { $0.order < $1.order }
+            let expected = [(0, 1), (1, 1), (2, 1), (2, 2), (3, 1), (4, 1), (4, 2), (5, 1), (6, 1), (7, 1)]
+            #expect(starts.map { "\($0.seq).\($0.attempt)" } == expected.map { "\(seqs[$0.0]).\($0.1)" },
+                    "in seq order, each failed one retried before the next starts: \(starts)")
+            #expect(try rig.deadLetters("picky").isEmpty)
+            // The cursor passes every event of the run once each is settled (later seqs are the broker's own events).
+            try await rig.waitUntil("picky's cursor past the last event") {
+                try rig.store.cursor(for: "picky", initial: 0) >= seqs[7]
+            }
+        }
+    }
+
     @Test("a hook's own types, timeout and retry policy apply when the config file leaves them out")
     func declaredTimeoutAndRetry() async throws {
         let probe = "declared-\(UUID().uuidString)"
@@ -339,5 +366,24 @@ struct EmbeddedRecordingLateHook: Hook {
 
     func handle(_ event: StoredEvent, context: HookContext) async throws {
         EmbeddedHookProbe.shared.started(probe, event, context)
+    }
+}
+
+/// Throws at the first attempt of an event whose type ends in `-fail`, and
+/// hangs (until cancelled) at the first attempt of one ending in `-hang`.
+struct EmbeddedPickyHook: Hook {
+    static let name = "test-picky"
+    let probe: String
+
+    init(options: HookOptions) throws {
+        try options.only(["probe"])
+        probe = try options.string("probe")
+    }
+
+    func handle(_ event: StoredEvent, context: HookContext) async throws {
+        EmbeddedHookProbe.shared.started(probe, event, context)
+        guard context.attempt == 1 else { return }
+        if event.type.hasSuffix("-fail") { throw EmbeddedHookFailure(description: "first try of \(event.type)") }
+        if event.type.hasSuffix("-hang") { try await Task.sleep(for: .seconds(3600)) }
     }
 }

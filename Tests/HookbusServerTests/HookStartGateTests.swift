@@ -47,6 +47,31 @@ struct HookStartGateTests {
         await other.waitTurn(seq: 9, rank: rank, type: "client.added")
     }
 
+    @Test("a run that stops before seq 8 takes its launch back: the next hook, held at 8, goes on")
+    func unlaunchedRunLetsTheNextHookGo() async throws {
+        let gate = HookStartGate()
+        let first = gate.add(types: [.all], position: 0)
+        let second = gate.add(types: [.all], position: 0)
+        // The first hook's run took 6...10 and holds its (single) place.
+        for seq in Int64(6)...10 { gate.launched(rank: first, seq: seq) }
+        gate.window(rank: first, full: true, cursor: 5)
+        gate.entered(rank: first, seq: 6)
+        gate.entered(rank: first, seq: 7)
+        let passed = Flag()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await gate.waitTurn(seq: 8, rank: second, type: "client.added")
+                passed.set()
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(!passed.isSet, "seq 8 is launched by the first hook: the second waits for it")
+            // Seq 7 failed: the run ends, 8...10 go back unstarted behind its retry.
+            gate.unlaunched(rank: first, from: 8)
+            try await Self.eventually { passed.isSet }
+            try await group.waitForAll()
+        }
+    }
+
     @Test("a wait ends once maxWait has passed, at the next sweep")
     func sweepBoundsTheWait() async throws {
         let gate = HookStartGate()

@@ -20,6 +20,25 @@ protocol Deliverer: Sendable {
     func run() async
     /// The runner's window filled or freed; `cursor` is where it has settled.
     func window(full: Bool, cursor: Int64)
+    /// How many first attempts a subscriber with `concurrency = 1` hands over
+    /// at once, as a run, to `deliverRun` (1: one at a time, through `deliver`).
+    var runLimit: Int { get }
+    /// Delivers a run of first attempts one after another, in order, and
+    /// returns the results of those it started, in order. It stops after the
+    /// first that was not delivered (the ones after it wait for its retry), and
+    /// starts no more once `stopping` says so or the run has taken long enough;
+    /// the rest come back to the runner unstarted. Each delivery comes with
+    /// the ticket `prepare` gave it (called for every one, in order).
+    func deliverRun(_ deliveries: [(delivery: Delivery, ticket: Int)], stopping: @escaping @Sendable () -> Bool) async -> [RunResult]
+    /// A run ended before it started `seq`: that seq and the ones after it
+    /// were never started (they go back to the runner).
+    func unstarted(from seq: Int64)
+}
+
+/// How one delivery of a run ended, and how long it took.
+struct RunResult: Sendable, Equatable {
+    var result: AttemptResult
+    var micros: Int64
 }
 
 extension Deliverer {
@@ -27,6 +46,29 @@ extension Deliverer {
     var usesGlobalLimit: Bool { true }
     func run() async {}
     func window(full: Bool, cursor: Int64) {}
+    var runLimit: Int { 1 }
+    func unstarted(from seq: Int64) {}
+
+    /// One delivery after another through `deliver`, for deliverers with no run of their own.
+    func deliverRun(_ deliveries: [(delivery: Delivery, ticket: Int)], stopping: @escaping @Sendable () -> Bool) async -> [RunResult] {
+        var results: [RunResult] = []
+        for (delivery, ticket) in deliveries {
+            if !results.isEmpty && (stopping() || Task.isCancelled) { break }
+            let start = ContinuousClock.now
+            let result = await deliver(delivery, ticket: ticket)
+            results.append(RunResult(result: result, micros: (ContinuousClock.now - start).wholeMicroseconds))
+            if result != .delivered { break }
+        }
+        return results
+    }
+}
+
+extension Duration {
+    /// The duration in whole microseconds.
+    var wholeMicroseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    }
 }
 
 /// The answers of a streamed deliverer (pipe, socket), by delivery number: an

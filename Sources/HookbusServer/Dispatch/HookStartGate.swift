@@ -95,6 +95,14 @@ final class HookStartGate: Sendable {
         update { $0[rank].launched = max($0[rank].launched, seq) }
     }
 
+    /// A run of the hook of `rank` ended before it started `seq` and the
+    /// seqs after it: they count as not launched (a hook that stopped at a
+    /// failure must not hold back the hooks after it on events it will not
+    /// start until its retry).
+    func unlaunched(rank: Int, from seq: Int64) {
+        update { $0[rank].launched = min($0[rank].launched, seq - 1) }
+    }
+
     /// The hook of `rank` is about to call `handle` for `seq` (first attempt).
     func entered(rank: Int, seq: Int64) {
         update { $0[rank].position = max($0[rank].position, seq) }

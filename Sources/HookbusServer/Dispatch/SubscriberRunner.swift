@@ -14,6 +14,8 @@ final class SubscriberRunner: Sendable {
     enum Message: Sendable {
         case wake
         case done(seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64)
+        /// The run under way ended: the results of the deliveries it started, in order.
+        case ran([RunResult])
         case tick
         /// A background write of `count` ledger ops (and `notices` dead-letter
         /// announcements) ended.
@@ -37,6 +39,8 @@ final class SubscriberRunner: Sendable {
     private let messages: AsyncStream<Message>
     private let mailbox: AsyncStream<Message>.Continuation
     private let wakePending = Atomic<Bool>(false)
+    /// `stop` was called: a run under way starts no more deliveries.
+    private let stopRequested = Atomic<Bool>(false)
     /// Events read from the outbox at a time.
     static let fetchBatch = 256
     /// The longest a cursor move waits to be written with the next ones (µs).
@@ -84,6 +88,7 @@ final class SubscriberRunner: Sendable {
 
     /// Start nothing new; finish what is in flight, record it, return.
     func stop() {
+        stopRequested.store(true, ordering: .relaxed)
         mailbox.yield(.stop)
     }
 
@@ -112,6 +117,8 @@ final class SubscriberRunner: Sendable {
                     loop.stopping = true
                 case .done(let seq, let attempt, let wasRetry, let replay, let result, let micros):
                     loop.finish(seq: seq, attempt: attempt, wasRetry: wasRetry, replay: replay, result: result, micros: micros)
+                case .ran(let results):
+                    loop.finishRun(results)
                 case .flushed(let count, let notices, let ok):
                     loop.flushed(count: count, notices: notices, ok: ok, group: &group)
                 }
@@ -140,6 +147,23 @@ final class SubscriberRunner: Sendable {
         }
     }
 
+    /// Hands a run of first attempts to one task (in-process hooks, `concurrency = 1`).
+    fileprivate func launchRun(_ events: [StoredEvent], in group: inout DiscardingTaskGroup) {
+        let mailbox = self.mailbox
+        let deliveries = events.map { event in
+            let delivery = Delivery(subscriber: subscriber.name, event: event, attempt: 1, replay: false)
+            return (delivery: delivery, ticket: deliverer.prepare(delivery))
+        }
+        let limited = deliverer.usesGlobalLimit
+        group.addTask {
+            // One place under `max_inflight`: a run delivers one event at a time.
+            if limited { await self.limiter.acquire() }
+            let results = await self.deliverer.deliverRun(deliveries) { self.stopRequested.load(ordering: .relaxed) }
+            if limited { self.limiter.release() }
+            mailbox.yield(.ran(results))
+        }
+    }
+
     fileprivate func scheduleTick(at micros: Int64, in group: inout DiscardingTaskGroup) {
         let mailbox = self.mailbox
         let delay = max(0, micros - Timestamp.nowMicros())
@@ -158,6 +182,10 @@ final class SubscriberRunner: Sendable {
         var scanned: Int64
         var buffer: [StoredEvent] = []
         var bufferIndex = 0
+        /// Events of a run that ended before starting them: delivered before the buffer's.
+        var pushback: [StoredEvent] = []
+        /// The events of the run under way (their seqs are in `firstInFlight`).
+        var run: [StoredEvent] = []
         var firstInFlight = Set<Int64>()
         var retryInFlight = Set<Int64>()
         var waiting: [Int64: RetryRow] = [:]
@@ -226,15 +254,20 @@ final class SubscriberRunner: Sendable {
                 runner.launch(Delivery(subscriber: config.name, event: event, attempt: row.attempt + 1, replay: row.replay),
                               wasRetry: true, in: &group)
             }
-            while occupancy < config.concurrency {
-                if bufferIndex >= buffer.count && !refill() { break }
-                let event = buffer[bufferIndex]
-                bufferIndex += 1
-                // Above the cursor a seq may already have a row of its own (settled
-                // before a crash with concurrency > 1): it is not a first attempt.
-                if waiting[event.seq] != nil || retryInFlight.contains(event.seq) || settledAbove.contains(event.seq) { continue }
+            // A subscriber that takes one event at a time, and can, takes a run of them in one task.
+            let runLimit = config.concurrency == 1 ? runner.deliverer.runLimit : 1
+            while occupancy < config.concurrency, let event = nextFirstAttempt(refilling: true) {
                 firstInFlight.insert(event.seq)
-                runner.launch(Delivery(subscriber: config.name, event: event, attempt: 1, replay: false), wasRetry: false, in: &group)
+                if runLimit <= 1 {
+                    runner.launch(Delivery(subscriber: config.name, event: event, attempt: 1, replay: false), wasRetry: false, in: &group)
+                    continue
+                }
+                run = [event]
+                while run.count < runLimit, let next = nextFirstAttempt(refilling: false) {
+                    firstInFlight.insert(next.seq)
+                    run.append(next)
+                }
+                runner.launchRun(run, in: &group)
             }
             // A full window (a retry holding the line, say) must not hold the cursor
             // below events of other types: read ahead to the next one it takes.
@@ -247,6 +280,25 @@ final class SubscriberRunner: Sendable {
             }
             advanceCursor()
             publishStats()
+        }
+
+        /// The next event to attempt for the first time: pushed back ones first,
+        /// then the buffer's (read from the outbox if `refilling`); nil if none.
+        mutating func nextFirstAttempt(refilling: Bool) -> StoredEvent? {
+            while true {
+                let event: StoredEvent
+                if !pushback.isEmpty {
+                    event = pushback.removeFirst()
+                } else {
+                    if bufferIndex >= buffer.count && !(refilling && refill()) { return nil }
+                    event = buffer[bufferIndex]
+                    bufferIndex += 1
+                }
+                // Above the cursor a seq may already have a row of its own (settled
+                // before a crash with concurrency > 1): it is not a first attempt.
+                if waiting[event.seq] != nil || retryInFlight.contains(event.seq) || settledAbove.contains(event.seq) { continue }
+                return event
+            }
         }
 
         /// Reads the next events after `scanned` until some match; false if
@@ -278,7 +330,10 @@ final class SubscriberRunner: Sendable {
             }
         }
 
-        mutating func finish(seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64) {
+        /// Settles one attempt; `publish`: move the cursor and tell the stats now
+        /// (a run's results call it once, after the last).
+        mutating func finish(seq: Int64, attempt: Int, wasRetry: Bool, replay: Bool, result: AttemptResult, micros: Int64,
+                             publish: Bool = true) {
             let name = runner.subscriber.name
             firstInFlight.remove(seq)
             retryInFlight.remove(seq)
@@ -318,6 +373,33 @@ final class SubscriberRunner: Sendable {
                 }
             }
             if reloadAfter.remove(seq) != nil && !stopping { loadRetries() }
+            if publish {
+                advanceCursor()
+                publishStats()
+            }
+        }
+
+        /// The run under way ended: settles the deliveries it started and puts
+        /// the ones it did not start back, ahead of everything else.
+        mutating func finishRun(_ results: [RunResult]) {
+            let events = run
+            run = []
+            let started = min(results.count, events.count)
+            if started < events.count {
+                let rest = events[started...]
+                for event in rest { firstInFlight.remove(event.seq) }
+                pushback.insert(contentsOf: rest, at: 0)
+                // Stopped at a failure: the rest waits for its retry, and the hooks
+                // after this one need not wait for it. (A run that used up its time
+                // is followed at once by the next, which starts them in order.)
+                if let last = results.last, last.result != .delivered {
+                    runner.deliverer.unstarted(from: events[started].seq)
+                }
+            }
+            for (event, ended) in zip(events, results) {
+                finish(seq: event.seq, attempt: 1, wasRetry: false, replay: false, result: ended.result, micros: ended.micros,
+                       publish: false)
+            }
             advanceCursor()
             publishStats()
         }
@@ -327,6 +409,7 @@ final class SubscriberRunner: Sendable {
         mutating func advanceCursor() {
             var limit = scanned
             if let oldest = firstInFlight.min() { limit = min(limit, oldest - 1) }
+            if let first = pushback.first { limit = min(limit, first.seq - 1) }
             if bufferIndex < buffer.count { limit = min(limit, buffer[bufferIndex].seq - 1) }
             if limit > cursor {
                 cursor = limit
@@ -337,7 +420,8 @@ final class SubscriberRunner: Sendable {
         func publishStats() {
             runner.deliverer.window(full: occupancy >= runner.subscriber.concurrency, cursor: cursor)
             let retrying = waiting.count + retryInFlight.count
-            let inFlight = self.inFlight
+            // A run delivers one event at a time.
+            let inFlight = run.isEmpty ? self.inFlight : self.inFlight - run.count + 1
             let cursor = self.cursor
             runner.stats.update {
                 $0.retrying = retrying
