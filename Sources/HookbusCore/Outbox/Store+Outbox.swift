@@ -223,15 +223,33 @@ extension Store {
     }
 
     /// Events with `seq` in `range`, in `seq` order.
+    ///
+    /// Read through SQLite's C API: a subscriber behind the in-memory ring of
+    /// recent events reads every event here, and GRDB's row decoding cost
+    /// several times more than the read itself.
     public func events(in range: ClosedRange<Int64>, limit: Int = 1000) throws -> [StoredEvent] {
         try pool.read { db in
-            let select = try db.cachedStatement(sql: """
-                SELECT seq, id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event
-                FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?
-                """)
-            return try Row.fetchAll(select, arguments: [range.lowerBound, range.upperBound, limit]).map(StoredEvent.init(row:))
+            let handle = try db.cachedStatement(sql: Self.selectEvents).sqliteStatement
+            sqlite3_reset(handle)
+            defer { sqlite3_reset(handle) }
+            sqlite3_bind_int64(handle, 1, range.lowerBound)
+            sqlite3_bind_int64(handle, 2, range.upperBound)
+            sqlite3_bind_int64(handle, 3, Int64(limit))
+            var events: [StoredEvent] = []
+            events.reserveCapacity(min(limit, 256))
+            while true {
+                let code = sqlite3_step(handle)
+                if code == SQLITE_DONE { return events }
+                guard code == SQLITE_ROW else { throw Self.failure(db, handle, code, sql: Self.selectEvents) }
+                events.append(StoredEvent(statement: handle))
+            }
         }
     }
+
+    private static let selectEvents = """
+        SELECT seq, id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event
+        FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?
+        """
 
     /// Bytes of database pages in use (free pages not counted).
     public static func usedBytes(_ db: Database) throws -> Int64 {
@@ -261,16 +279,22 @@ extension StoredEvent {
         json = String(decoding: event.json, as: UTF8.self)
     }
 
-    init(row: Row) {
-        // By position (the SELECT above): no column-name lookups per row.
-        seq = row[0]
-        id = row[1]
-        source = row[2]
-        type = row[3]
-        subject = row[4]
-        time = row[5]
-        receivedAtMicros = row[6]
-        producer = Producer(uid: UInt32(row[7] as Int64), gid: UInt32(row[8] as Int64), pid: Int32(row[9] as Int64))
-        json = row[10]
+    /// The current row of `selectEvents`, by position.
+    init(statement handle: OpaquePointer) {
+        func text(_ column: Int32) -> String? {
+            guard let bytes = sqlite3_column_text(handle, column) else { return nil }
+            return String(decoding: UnsafeBufferPointer(start: bytes, count: Int(sqlite3_column_bytes(handle, column))), as: UTF8.self)
+        }
+        seq = sqlite3_column_int64(handle, 0)
+        id = text(1) ?? ""
+        source = text(2) ?? ""
+        type = text(3) ?? ""
+        subject = text(4)
+        time = text(5) ?? ""
+        receivedAtMicros = sqlite3_column_int64(handle, 6)
+        producer = Producer(uid: UInt32(truncatingIfNeeded: sqlite3_column_int64(handle, 7)),
+                            gid: UInt32(truncatingIfNeeded: sqlite3_column_int64(handle, 8)),
+                            pid: Int32(truncatingIfNeeded: sqlite3_column_int64(handle, 9)))
+        json = text(10) ?? ""
     }
 }
