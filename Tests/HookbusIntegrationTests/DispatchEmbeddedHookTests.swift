@@ -115,6 +115,27 @@ struct DispatchEmbeddedHookTests {
         }
     }
 
+    @Test("a slow hook of higher priority does not hold back the hooks after it")
+    func slowRunDoesNotHoldOthersBack() async throws {
+        let probe = "run-slow-\(UUID().uuidString)"
+        let rig = try EmbeddedDispatch(subscribers: [
+            SubscriberConfig(name: "slow", kind: .hook(EmbeddedSlowHook.name), types: [.prefix("slow.")],
+                             timeout: .seconds(60), options: ["probe": .string(probe)]),
+            SubscriberConfig(name: "quick", kind: .hook(EmbeddedRecordingHook.name), types: [.prefix("slow.")],
+                             timeout: .seconds(20), options: ["probe": .string(probe)]),
+        ], hooks: [EmbeddedRecordingHook.self, EmbeddedSlowHook.self])
+        defer { rig.tearDown() }
+        try await rig.run {
+            _ = try await rig.publish((0..<5).map { "slow.event-\($0)" })
+            try await rig.waitUntil("the quick hook started all 5") {
+                EmbeddedHookProbe.shared.starts(probe).filter { $0.subscriber == "quick" }.count == 5
+            }
+            // The slow hook takes 2 s an event: the quick one must not have waited for it event by event.
+            let slow = EmbeddedHookProbe.shared.starts(probe).filter { $0.subscriber == "slow" }
+            #expect(slow.count <= 2, "the quick hook kept pace with the slow one: \(slow)")
+        }
+    }
+
     @Test("a hook's own types, timeout and retry policy apply when the config file leaves them out")
     func declaredTimeoutAndRetry() async throws {
         let probe = "declared-\(UUID().uuidString)"
@@ -385,5 +406,22 @@ struct EmbeddedPickyHook: Hook {
         guard context.attempt == 1 else { return }
         if event.type.hasSuffix("-fail") { throw EmbeddedHookFailure(description: "first try of \(event.type)") }
         if event.type.hasSuffix("-hang") { try await Task.sleep(for: .seconds(3600)) }
+    }
+}
+
+/// Takes 2 s an event (it honours cancellation), ahead of the recording hooks.
+struct EmbeddedSlowHook: Hook {
+    static let name = "test-slow"
+    static var priority: Int { 2 }
+    let probe: String
+
+    init(options: HookOptions) throws {
+        try options.only(["probe"])
+        probe = try options.string("probe")
+    }
+
+    func handle(_ event: StoredEvent, context: HookContext) async throws {
+        EmbeddedHookProbe.shared.started(probe, event, context)
+        try await Task.sleep(for: .seconds(2))
     }
 }

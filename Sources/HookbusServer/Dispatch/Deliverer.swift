@@ -20,6 +20,10 @@ protocol Deliverer: Sendable {
     func run() async
     /// The runner's window filled or freed; `cursor` is where it has settled.
     func window(full: Bool, cursor: Int64)
+    /// Called on the runner's task, instead of `prepare`, for a run about to go
+    /// to `deliverRun`; returns each delivery's ticket. The default prepares
+    /// each one in order.
+    func prepareRun(_ deliveries: [Delivery]) -> [Int]
     /// How many first attempts a subscriber with `concurrency = 1` hands over
     /// at once, as a run, to `deliverRun` (1: one at a time, through `deliver`).
     var runLimit: Int { get }
@@ -28,7 +32,7 @@ protocol Deliverer: Sendable {
     /// first that was not delivered (the ones after it wait for its retry), and
     /// starts no more once `stopping` says so or the run has taken long enough;
     /// the rest come back to the runner unstarted. Each delivery comes with
-    /// the ticket `prepare` gave it (called for every one, in order).
+    /// the ticket `prepareRun` gave it.
     func deliverRun(_ deliveries: [(delivery: Delivery, ticket: Int)], stopping: @escaping @Sendable () -> Bool) async -> [RunResult]
     /// A run ended before it started `seq`: that seq and the ones after it
     /// were never started (they go back to the runner).
@@ -47,6 +51,7 @@ extension Deliverer {
     func run() async {}
     func window(full: Bool, cursor: Int64) {}
     var runLimit: Int { 1 }
+    func prepareRun(_ deliveries: [Delivery]) -> [Int] { deliveries.map(prepare) }
     func unstarted(from seq: Int64) {}
 
     /// One delivery after another through `deliver`, for deliverers with no run of their own.

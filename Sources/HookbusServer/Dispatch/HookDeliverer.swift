@@ -23,6 +23,14 @@ struct HookDeliverer: Deliverer {
         return 0
     }
 
+    /// Only the run's first event counts as launched at the start gate now;
+    /// `deliverRun` marks each next one as it goes on to it. Marking them all
+    /// would make the hooks after this one wait for a slow hook event by event.
+    func prepareRun(_ deliveries: [Delivery]) -> [Int] {
+        if let first = deliveries.first { _ = prepare(first) }
+        return Array(repeating: 0, count: deliveries.count)
+    }
+
     let hook: any Hook
     let timeout: Duration
     let store: Store
@@ -67,9 +75,11 @@ struct HookDeliverer: Deliverer {
             group.addTask {
                 let began = ContinuousClock.now
                 for (index, (delivery, _)) in deliveries.enumerated() {
-                    if index > 0 && (Task.isCancelled || stopping() || ContinuousClock.now - began >= Self.runBudget) { break }
                     let context = self.context(for: delivery)
                     await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type)
+                    // Told to stop, or timed out, during the wait: start nothing more.
+                    if index > 0 && (Task.isCancelled || stopping()) { break }
+                    progress.starting(index)
                     let start = ContinuousClock.now
                     let watch = deadlines.watch(timeout) {
                         progress.timedOut(index, RunResult(result: self.timedOut(delivery), micros: timeout.wholeMicroseconds))
@@ -78,13 +88,19 @@ struct HookDeliverer: Deliverer {
                     let result = await self.handle(delivery, context: context)
                     deadlines.end(watch)
                     let ended = RunResult(result: result, micros: (ContinuousClock.now - start).wholeMicroseconds)
-                    if !progress.record(index, ended) || result != .delivered { break }
+                    // On to the next event only after a delivery, with time left; it counts
+                    // as launched at once, as the first event of a new run would.
+                    let next = index + 1
+                    let goOn = result == .delivered && next < deliveries.count && !Task.isCancelled && !stopping()
+                        && ContinuousClock.now - began < Self.runBudget
+                    if goOn { gate.launched(rank: rank, seq: deliveries[next].delivery.seq) }
+                    if !progress.record(index, ended) || !goOn { break }
                 }
                 progress.finish()
             }
             // The end of the run, or a time-out (or cancellation), whichever comes first.
             await progress.wait(cancelled: { index in
-                index < deliveries.count ? RunResult(result: self.cancelled(deliveries[index].delivery), micros: 0) : nil
+                RunResult(result: self.cancelled(deliveries[index].delivery), micros: 0)
             })
             // Timed out: the hook is cancelled and the group waits for it to return.
             group.cancelAll()
@@ -146,6 +162,8 @@ struct HookDeliverer: Deliverer {
 final class RunProgress: Sendable {
     private struct State {
         var results: [RunResult] = []
+        /// The delivery started last (its hook called or about to be).
+        var started = -1
         /// The run's task returned, a delivery timed out, or the wait was cancelled.
         var over = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -166,22 +184,31 @@ final class RunProgress: Sendable {
         }
     }
 
-    /// Delivery `index` passed its deadline: that is its result, and the run is over.
+    /// Delivery `index` is about to start.
+    func starting(_ index: Int) {
+        state.withLock { $0.started = index }
+    }
+
+    /// Delivery `index` passed its deadline: that is its result, and the run
+    /// is over. A deadline that fires after the delivery was recorded (a sweep
+    /// runs the action after taking it out) changes nothing.
     func timedOut(_ index: Int, _ result: RunResult) {
         end { state in
-            guard state.results.count == index else { return }
+            guard state.results.count == index else { return false }
             state.results.append(result)
+            return true
         }
     }
 
     /// The run's task is done.
     func finish() {
-        end { _ in }
+        end { _ in true }
     }
 
     /// Waits until the run is over. If the waiting task is cancelled first,
-    /// the delivery under way (or next) gets the result `cancelled(index)`.
-    func wait(cancelled: @escaping @Sendable (Int) -> RunResult?) async {
+    /// the delivery under way gets the result `cancelled(index)` (none if the
+    /// run is between deliveries).
+    func wait(cancelled: @escaping @Sendable (Int) -> RunResult) async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let over = state.withLock { state -> Bool in
@@ -193,16 +220,17 @@ final class RunProgress: Sendable {
             }
         } onCancel: {
             end { state in
-                if let result = cancelled(state.results.count) { state.results.append(result) }
+                if state.started == state.results.count { state.results.append(cancelled(state.started)) }
+                return true
             }
         }
     }
 
-    /// Ends the run once (later calls change nothing) and wakes the waiter.
-    private func end(_ change: (inout State) -> Void) {
+    /// Ends the run once, if `change` says so (later calls change nothing),
+    /// and wakes the waiter.
+    private func end(_ change: (inout State) -> Bool) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard !state.over else { return nil }
-            change(&state)
+            guard !state.over, change(&state) else { return nil }
             state.over = true
             defer { state.waiter = nil }
             return state.waiter

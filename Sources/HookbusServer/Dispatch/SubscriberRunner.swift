@@ -150,10 +150,8 @@ final class SubscriberRunner: Sendable {
     /// Hands a run of first attempts to one task (in-process hooks, `concurrency = 1`).
     fileprivate func launchRun(_ events: [StoredEvent], in group: inout DiscardingTaskGroup) {
         let mailbox = self.mailbox
-        let deliveries = events.map { event in
-            let delivery = Delivery(subscriber: subscriber.name, event: event, attempt: 1, replay: false)
-            return (delivery: delivery, ticket: deliverer.prepare(delivery))
-        }
+        let runs = events.map { Delivery(subscriber: subscriber.name, event: $0, attempt: 1, replay: false) }
+        let deliveries = Array(zip(runs, deliverer.prepareRun(runs))).map { (delivery: $0.0, ticket: $0.1) }
         let limited = deliverer.usesGlobalLimit
         group.addTask {
             // One place under `max_inflight`: a run delivers one event at a time.
@@ -385,20 +383,19 @@ final class SubscriberRunner: Sendable {
             let events = run
             run = []
             let started = min(results.count, events.count)
-            if started < events.count {
-                let rest = events[started...]
-                for event in rest { firstInFlight.remove(event.seq) }
-                pushback.insert(contentsOf: rest, at: 0)
-                // Stopped at a failure: the rest waits for its retry, and the hooks
-                // after this one need not wait for it. (A run that used up its time
-                // is followed at once by the next, which starts them in order.)
-                if let last = results.last, last.result != .delivered {
-                    runner.deliverer.unstarted(from: events[started].seq)
-                }
-            }
+            let rest = events[started...]
+            for event in rest { firstInFlight.remove(event.seq) }
+            pushback.insert(contentsOf: rest, at: 0)
             for (event, ended) in zip(events, results) {
                 finish(seq: event.seq, attempt: 1, wasRetry: false, replay: false, result: ended.result, micros: ended.micros,
                        publish: false)
+            }
+            // Stopped at a failure that now waits for its retry: the rest waits
+            // behind it, and the hooks after this one need not wait for them. (A
+            // run that used up its time, or a failure dead-lettered at once, is
+            // followed at once by the next run, which starts them in order.)
+            if let first = rest.first, let last = events[..<started].last, waiting[last.seq] != nil {
+                runner.deliverer.unstarted(from: first.seq)
             }
             advanceCursor()
             publishStats()
