@@ -79,7 +79,7 @@ struct HookDeliverer: Deliverer {
                     await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type)
                     // Told to stop, or timed out, during the wait: start nothing more.
                     if index > 0 && (Task.isCancelled || stopping()) { break }
-                    progress.starting(index)
+                    guard progress.starting(index) else { break }
                     let start = ContinuousClock.now
                     let watch = deadlines.watch(timeout) {
                         progress.timedOut(index, RunResult(result: self.timedOut(delivery), micros: timeout.wholeMicroseconds))
@@ -184,9 +184,14 @@ final class RunProgress: Sendable {
         }
     }
 
-    /// Delivery `index` is about to start.
-    func starting(_ index: Int) {
-        state.withLock { $0.started = index }
+    /// Delivery `index` is about to start; false if the run is over already
+    /// (cancelled), and it must not.
+    func starting(_ index: Int) -> Bool {
+        state.withLock { state in
+            guard !state.over else { return false }
+            state.started = index
+            return true
+        }
     }
 
     /// Delivery `index` passed its deadline: that is its result, and the run

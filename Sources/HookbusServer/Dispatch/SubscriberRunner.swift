@@ -386,19 +386,21 @@ final class SubscriberRunner: Sendable {
             let rest = events[started...]
             for event in rest { firstInFlight.remove(event.seq) }
             pushback.insert(contentsOf: rest, at: 0)
+            // A replay of one of them came while it was in the run: read its row now.
+            var reload = false
+            for event in rest where reloadAfter.remove(event.seq) != nil { reload = true }
             for (event, ended) in zip(events, results) {
                 finish(seq: event.seq, attempt: 1, wasRetry: false, replay: false, result: ended.result, micros: ended.micros,
                        publish: false)
             }
-            // Stopped at a failure that now waits for its retry: the rest waits
-            // behind it, and the hooks after this one need not wait for them. (A
-            // run that used up its time, or a failure dead-lettered at once, is
-            // followed at once by the next run, which starts them in order.)
-            if let first = rest.first, let last = events[..<started].last, waiting[last.seq] != nil {
-                runner.deliverer.unstarted(from: first.seq)
-            }
+            if reload && !stopping { loadRetries() }
             advanceCursor()
             publishStats()
+            // The window as it is now went to the start gate first; then the events
+            // not started count as not launched. If nothing waits, the window is not
+            // full, so the hooks after this one still wait for them (the next run
+            // starts them at once); if a retry waits, they need not.
+            if let first = rest.first { runner.deliverer.unstarted(from: first.seq) }
         }
 
         /// Moves the cursor up to just before the oldest first attempt not yet
