@@ -20,13 +20,17 @@ protocol Deliverer: Sendable {
     func run() async
     /// The runner's window filled or freed; `cursor` is where it has settled.
     func window(full: Bool, cursor: Int64)
-    /// Called on the runner's task, instead of `prepare`, for a run about to go
-    /// to `deliverRun`; returns each delivery's ticket. The default prepares
-    /// each one in order.
-    func prepareRun(_ deliveries: [Delivery]) -> [Int]
-    /// How many first attempts a subscriber with `concurrency = 1` hands over
-    /// at once, as a run, to `deliverRun` (1: one at a time, through `deliver`).
+}
+
+/// A deliverer that also takes runs of first attempts (in-process hooks): a
+/// subscriber with `concurrency = 1` hands over the events it read together
+/// at once, delivered one after another by one task.
+protocol RunDeliverer: Deliverer {
+    /// At most this many first attempts go to one run.
     var runLimit: Int { get }
+    /// Called on the runner's task, instead of `prepare`, for a run about to go
+    /// to `deliverRun`; returns each delivery's ticket.
+    func prepareRun(_ deliveries: [Delivery]) -> [Int]
     /// Delivers a run of first attempts one after another, in order, and
     /// returns the results of those it started, in order. It stops after the
     /// first that was not delivered (the ones after it wait for its retry), and
@@ -50,22 +54,6 @@ extension Deliverer {
     var usesGlobalLimit: Bool { true }
     func run() async {}
     func window(full: Bool, cursor: Int64) {}
-    var runLimit: Int { 1 }
-    func prepareRun(_ deliveries: [Delivery]) -> [Int] { deliveries.map(prepare) }
-    func unstarted(from seq: Int64) {}
-
-    /// One delivery after another through `deliver`, for deliverers with no run of their own.
-    func deliverRun(_ deliveries: [(delivery: Delivery, ticket: Int)], stopping: @escaping @Sendable () -> Bool) async -> [RunResult] {
-        var results: [RunResult] = []
-        for (delivery, ticket) in deliveries {
-            if !results.isEmpty && (stopping() || Task.isCancelled) { break }
-            let start = ContinuousClock.now
-            let result = await deliver(delivery, ticket: ticket)
-            results.append(RunResult(result: result, micros: (ContinuousClock.now - start).wholeMicroseconds))
-            if result != .delivered { break }
-        }
-        return results
-    }
 }
 
 extension Duration {

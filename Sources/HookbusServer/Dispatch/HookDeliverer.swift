@@ -13,7 +13,7 @@ import Synchronization
 /// read together, delivered one after another by one task (`deliverRun`),
 /// their results sent back to the runner in one message. A delivery cost
 /// three tasks and a message each before; a run costs two tasks in all.
-struct HookDeliverer: Deliverer {
+struct HookDeliverer: RunDeliverer {
     func window(full: Bool, cursor: Int64) {
         gate.window(rank: rank, full: full, cursor: cursor)
     }

@@ -31,6 +31,8 @@ final class SubscriberRunner: Sendable {
     private let store: Store
     private let committer: Committer
     private let deliverer: any Deliverer
+    /// The same deliverer if it takes runs (in-process hooks).
+    private let runs: (any RunDeliverer)?
     private let limiter: InflightLimiter
     private let signal: SeqSignal
     private let logger: Logger
@@ -56,6 +58,7 @@ final class SubscriberRunner: Sendable {
         self.store = store
         self.committer = committer
         self.deliverer = deliverer
+        self.runs = deliverer as? any RunDeliverer
         self.limiter = limiter
         self.signal = signal
         var logger = logger
@@ -148,15 +151,15 @@ final class SubscriberRunner: Sendable {
     }
 
     /// Hands a run of first attempts to one task (in-process hooks, `concurrency = 1`).
-    fileprivate func launchRun(_ events: [StoredEvent], in group: inout DiscardingTaskGroup) {
+    fileprivate func launchRun(_ events: [StoredEvent], on deliverer: any RunDeliverer, in group: inout DiscardingTaskGroup) {
         let mailbox = self.mailbox
-        let runs = events.map { Delivery(subscriber: subscriber.name, event: $0, attempt: 1, replay: false) }
-        let deliveries = Array(zip(runs, deliverer.prepareRun(runs))).map { (delivery: $0.0, ticket: $0.1) }
+        let run = events.map { Delivery(subscriber: subscriber.name, event: $0, attempt: 1, replay: false) }
+        let deliveries = Array(zip(run, deliverer.prepareRun(run))).map { (delivery: $0.0, ticket: $0.1) }
         let limited = deliverer.usesGlobalLimit
         group.addTask {
             // One place under `max_inflight`: a run delivers one event at a time.
             if limited { await self.limiter.acquire() }
-            let results = await self.deliverer.deliverRun(deliveries) { self.stopRequested.load(ordering: .relaxed) }
+            let results = await deliverer.deliverRun(deliveries) { self.stopRequested.load(ordering: .relaxed) }
             if limited { self.limiter.release() }
             mailbox.yield(.ran(results))
         }
@@ -253,19 +256,19 @@ final class SubscriberRunner: Sendable {
                               wasRetry: true, in: &group)
             }
             // A subscriber that takes one event at a time, and can, takes a run of them in one task.
-            let runLimit = config.concurrency == 1 ? runner.deliverer.runLimit : 1
+            let runs = config.concurrency == 1 ? runner.runs : nil
             while occupancy < config.concurrency, let event = nextFirstAttempt(refilling: true) {
                 firstInFlight.insert(event.seq)
-                if runLimit <= 1 {
+                guard let runs, runs.runLimit > 1 else {
                     runner.launch(Delivery(subscriber: config.name, event: event, attempt: 1, replay: false), wasRetry: false, in: &group)
                     continue
                 }
                 run = [event]
-                while run.count < runLimit, let next = nextFirstAttempt(refilling: false) {
+                while run.count < runs.runLimit, let next = nextFirstAttempt(refilling: false) {
                     firstInFlight.insert(next.seq)
                     run.append(next)
                 }
-                runner.launchRun(run, in: &group)
+                runner.launchRun(run, on: runs, in: &group)
             }
             // A full window (a retry holding the line, say) must not hold the cursor
             // below events of other types: read ahead to the next one it takes.
@@ -400,7 +403,7 @@ final class SubscriberRunner: Sendable {
             // not started count as not launched. If nothing waits, the window is not
             // full, so the hooks after this one still wait for them (the next run
             // starts them at once); if a retry waits, they need not.
-            if let first = rest.first { runner.deliverer.unstarted(from: first.seq) }
+            if let first = rest.first { runner.runs?.unstarted(from: first.seq) }
         }
 
         /// Moves the cursor up to just before the oldest first attempt not yet
