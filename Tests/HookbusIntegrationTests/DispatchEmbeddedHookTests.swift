@@ -94,11 +94,12 @@ struct DispatchEmbeddedHookTests {
         let retry = RetryPolicy(maxAttempts: 3, schedule: .explicit([.milliseconds(10)]))
         let rig = try EmbeddedDispatch(subscribers: [
             SubscriberConfig(name: "picky", kind: .hook(EmbeddedPickyHook.name), types: [.prefix("run.")],
-                             timeout: .milliseconds(200), retry: retry, options: ["probe": .string(probe)]),
+                             timeout: .seconds(1), retry: retry, options: ["probe": .string(probe)]),
         ], hooks: [EmbeddedPickyHook.self])
         defer { rig.tearDown() }
         try await rig.run {
-            // One commit: the runner reads all eight at once.
+            // One commit: the runner reads all eight at once. (The timeout is long
+            // enough that only the hanging event can run into it, even on a loaded machine.)
             let seqs = try await rig.publish(["run.a", "run.b", "run.c-fail", "run.d", "run.e-hang", "run.f", "run.g", "run.h"])
             try await rig.waitUntil("picky delivered all 8") {
                 EmbeddedHookProbe.shared.starts(probe).count == 10

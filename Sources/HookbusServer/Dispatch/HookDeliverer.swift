@@ -76,7 +76,11 @@ struct HookDeliverer: RunDeliverer {
                 let began = ContinuousClock.now
                 for (index, (delivery, _)) in deliveries.enumerated() {
                     let context = self.context(for: delivery)
-                    await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type)
+                    if await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type) {
+                        // Let go by the hook before this one as it enters its `handle`: give
+                        // it the moment to get there (a hop through the executor) first.
+                        await Task.yield()
+                    }
                     // Told to stop, or timed out, during the wait: start nothing more.
                     if index > 0 && (Task.isCancelled || stopping()) { break }
                     guard progress.starting(index) else { break }

@@ -48,13 +48,15 @@ final class HookStartGate: Sendable {
     }
 
     /// Waits for this hook's turn to start the first attempt at `seq`.
-    func waitTurn(seq: Int64, rank: Int, type: String) async {
+    /// Returns true if it had to wait.
+    @discardableResult
+    func waitTurn(seq: Int64, rank: Int, type: String) async -> Bool {
         let id = state.withLock { state -> Int? in
             guard !Self.ready(state.lanes, seq: seq, rank: rank, type: type) else { return nil }
             defer { state.nextWaiter += 1 }
             return state.nextWaiter
         }
-        guard let id else { return }
+        guard let id else { return false }
         // No timer of its own: `sweep` (every `Deadlines.sweepInterval`, from the dispatcher)
         // lets go of waiters older than `maxWait`; cancellation lets go at once.
         let since = ContinuousClock.now
@@ -72,6 +74,7 @@ final class HookStartGate: Sendable {
             self.release(id)
         }
         state.withLock { _ = $0.released.remove(id) }
+        return true
     }
 
     /// Waits registered and not let go yet.
