@@ -56,14 +56,6 @@ extension Deliverer {
     func window(full: Bool, cursor: Int64) {}
 }
 
-extension Duration {
-    /// The duration in whole microseconds.
-    var wholeMicroseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
-    }
-}
-
 /// The answers of a streamed deliverer (pipe, socket), by delivery number: an
 /// answer may come before `deliver` starts waiting for it, so it is kept.
 struct AnswerBook {

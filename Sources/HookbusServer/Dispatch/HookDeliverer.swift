@@ -86,12 +86,12 @@ struct HookDeliverer: RunDeliverer {
                     guard progress.starting(index) else { break }
                     let start = ContinuousClock.now
                     let watch = deadlines.watch(timeout) {
-                        progress.timedOut(index, RunResult(result: self.timedOut(delivery), micros: timeout.wholeMicroseconds))
+                        progress.timedOut(index, RunResult(result: self.timedOut(delivery), micros: timeout.microseconds))
                     }
                     gate.entered(rank: rank, seq: delivery.seq)
                     let result = await self.handle(delivery, context: context)
                     deadlines.end(watch)
-                    let ended = RunResult(result: result, micros: (ContinuousClock.now - start).wholeMicroseconds)
+                    let ended = RunResult(result: result, micros: (ContinuousClock.now - start).microseconds)
                     // On to the next event only after a delivery, with time left; it counts
                     // as launched at once, as the first event of a new run would.
                     let next = index + 1

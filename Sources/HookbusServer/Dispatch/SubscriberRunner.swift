@@ -146,7 +146,7 @@ final class SubscriberRunner: Sendable {
             if limited { self.limiter.release() }
             let elapsed = ContinuousClock.now - start
             mailbox.yield(.done(seq: delivery.seq, attempt: delivery.attempt, wasRetry: wasRetry, replay: delivery.replay,
-                                result: result, micros: elapsed.milliseconds * 1000 + Int64(elapsed.components.attoseconds / 1_000_000_000_000 % 1000)))
+                                result: result, micros: elapsed.microseconds))
         }
     }
 
