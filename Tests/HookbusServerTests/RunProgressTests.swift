@@ -36,6 +36,41 @@ struct RunProgressTests {
         #expect(progress.results == [Self.delivered, Self.late])
     }
 
+    @Test("the first end of a delivery wins, whether it comes before or after the wait starts")
+    func firstEndWins() async {
+        let early = RunProgress()
+        #expect(early.starting(0))
+        #expect(early.record(0, Self.delivered))
+        early.finish()
+        early.timedOut(0, Self.late)
+        await early.wait { _ in RunResult(result: .failed("cancelled"), micros: 0) }
+        #expect(early.results == [Self.delivered])
+
+        let later = RunProgress()
+        #expect(later.starting(0))
+        await withDiscardingTaskGroup { group in
+            group.addTask { await later.wait { _ in RunResult(result: .failed("cancelled"), micros: 0) } }
+            group.addTask {
+                _ = later.record(0, RunResult(result: .rejected("no"), micros: 1))
+                later.finish()
+            }
+        }
+        #expect(later.results == [RunResult(result: .rejected("no"), micros: 1)])
+    }
+
+    @Test("a deadline that passes, run by the sweep, ends the delivery; the hook's late answer changes nothing")
+    func timeoutThroughSweep() async {
+        let deadlines = Deadlines()
+        let progress = RunProgress()
+        let start = ContinuousClock.now
+        #expect(progress.starting(0))
+        _ = deadlines.watch(.milliseconds(10), now: start) { progress.timedOut(0, Self.late) }
+        deadlines.sweep(now: start + .milliseconds(10))
+        #expect(!progress.record(0, Self.delivered))
+        await progress.wait { _ in RunResult(result: .failed("cancelled"), micros: 0) }
+        #expect(progress.results == [Self.late])
+    }
+
     @Test("cancelled between deliveries, the run adds no result for a delivery that never started")
     func cancelledBetweenDeliveries() async {
         let progress = RunProgress()

@@ -13,6 +13,7 @@ import Synchronization
 /// read together, delivered one after another by one task (`deliverRun`),
 /// their results sent back to the runner in one message. A delivery cost
 /// three tasks and a message each before; a run costs two tasks in all.
+/// Any other delivery is a run of one.
 struct HookDeliverer: RunDeliverer {
     func window(full: Bool, cursor: Int64) {
         gate.window(rank: rank, full: full, cursor: cursor)
@@ -40,24 +41,10 @@ struct HookDeliverer: RunDeliverer {
     let rank: Int
     let deadlines: Deadlines
 
+    /// One delivery (a retry, a replay, a first attempt of a hook with
+    /// `concurrency` above 1) is a run of one.
     func deliver(_ delivery: Delivery, ticket: Int) async -> AttemptResult {
-        let context = self.context(for: delivery)
-        let ordered = delivery.attempt == 1 && !delivery.replay
-        if ordered { await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type) }
-        let slot = OutcomeSlot()
-        let watch = deadlines.watch(timeout) { slot.settle(self.timedOut(delivery)) }
-        return await withDiscardingTaskGroup { group in
-            group.addTask {
-                if ordered { gate.entered(rank: rank, seq: delivery.seq) }
-                slot.settle(await self.handle(delivery, context: context))
-            }
-            // The hook's outcome, or the deadline's (or cancellation's), whichever comes first.
-            let outcome = await slot.outcome(cancelled: self.cancelled(delivery))
-            deadlines.end(watch)
-            // Timed out: the hook is cancelled and the group waits for it to return.
-            group.cancelAll()
-            return outcome
-        }
+        await deliverRun([(delivery, ticket)], stopping: { false }).first?.result ?? cancelled(delivery)
     }
 
     /// Runs of up to this many first attempts go to one task.
@@ -68,7 +55,8 @@ struct HookDeliverer: RunDeliverer {
     static let runBudget: Duration = .milliseconds(10)
 
     /// The deliveries of a run one after another in one task, each under its
-    /// own timeout: a time-out cancels the task, which ends the run.
+    /// own timeout: a time-out cancels the task, which ends the run. First
+    /// attempts (not replays) wait for their turn at the start gate.
     func deliverRun(_ deliveries: [(delivery: Delivery, ticket: Int)], stopping: @escaping @Sendable () -> Bool) async -> [RunResult] {
         let progress = RunProgress()
         await withDiscardingTaskGroup { group in
@@ -76,7 +64,8 @@ struct HookDeliverer: RunDeliverer {
                 let began = ContinuousClock.now
                 for (index, (delivery, _)) in deliveries.enumerated() {
                     let context = self.context(for: delivery)
-                    if await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type) {
+                    let ordered = delivery.attempt == 1 && !delivery.replay
+                    if ordered, await gate.waitTurn(seq: delivery.seq, rank: rank, type: delivery.event.type) {
                         // Let go by the hook before this one as it enters its `handle`: give
                         // it the moment to get there (a hop through the executor) first.
                         await Task.yield()
@@ -88,7 +77,7 @@ struct HookDeliverer: RunDeliverer {
                     let watch = deadlines.watch(timeout) {
                         progress.timedOut(index, RunResult(result: self.timedOut(delivery), micros: timeout.microseconds))
                     }
-                    gate.entered(rank: rank, seq: delivery.seq)
+                    if ordered { gate.entered(rank: rank, seq: delivery.seq) }
                     let result = await self.handle(delivery, context: context)
                     deadlines.end(watch)
                     let ended = RunResult(result: result, micros: (ContinuousClock.now - start).microseconds)
