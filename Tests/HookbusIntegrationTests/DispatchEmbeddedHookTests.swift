@@ -315,20 +315,28 @@ final class EmbeddedHookProbe: Sendable {
     func starts(_ probe: String) -> [Start] { state.withLock { $0.starts[probe] ?? [] } }
 }
 
+/// A test hook whose one option, `probe`, names the record its starts go to.
+protocol ProbedHook: Hook {
+    var probe: String { get }
+    init(probe: String)
+}
+
+extension ProbedHook {
+    init(options: HookOptions) throws {
+        try options.only(["probe"])
+        self.init(probe: try options.string("probe"))
+    }
+}
+
 struct EmbeddedHookFailure: Error, CustomStringConvertible {
     var description: String
 }
 
 /// Always throws.
-struct EmbeddedThrowingHook: Hook {
+struct EmbeddedThrowingHook: ProbedHook {
     static let name = "test-throwing"
     static var priority: Int { 1 }
     let probe: String
-
-    init(options: HookOptions) throws {
-        try options.only(["probe"])
-        probe = try options.string("probe")
-    }
 
     func handle(_ event: StoredEvent, context: HookContext) async throws {
         EmbeddedHookProbe.shared.started(probe, event, context)
@@ -338,18 +346,13 @@ struct EmbeddedThrowingHook: Hook {
 
 /// Never returns (it honours cancellation, as the `Hook` documentation asks).
 /// Declares its own types, timeout and retry policy.
-struct EmbeddedHangingHook: Hook {
+struct EmbeddedHangingHook: ProbedHook {
     static let name = "test-hanging"
     static var priority: Int { 2 }
     static var defaultTypes: [TypeFilter] { [.prefix("hang.")] }
     static var timeout: Duration? { .milliseconds(100) }
     static var retry: RetryPolicy? { RetryPolicy(maxAttempts: 2, schedule: .explicit([.milliseconds(10)])) }
     let probe: String
-
-    init(options: HookOptions) throws {
-        try options.only(["probe"])
-        probe = try options.string("probe")
-    }
 
     func handle(_ event: StoredEvent, context: HookContext) async throws {
         EmbeddedHookProbe.shared.started(probe, event, context)
@@ -358,15 +361,10 @@ struct EmbeddedHangingHook: Hook {
 }
 
 /// Records the delivery and counts it in its durable state.
-struct EmbeddedRecordingHook: Hook {
+struct EmbeddedRecordingHook: ProbedHook {
     static let name = "test-recording"
     static var priority: Int { 3 }
     let probe: String
-
-    init(options: HookOptions) throws {
-        try options.only(["probe"])
-        probe = try options.string("probe")
-    }
 
     func handle(_ event: StoredEvent, context: HookContext) async throws {
         EmbeddedHookProbe.shared.started(probe, event, context)
@@ -376,15 +374,10 @@ struct EmbeddedRecordingHook: Hook {
 }
 
 /// The same priority as `EmbeddedRecordingHook`, registered after it.
-struct EmbeddedRecordingLateHook: Hook {
+struct EmbeddedRecordingLateHook: ProbedHook {
     static let name = "test-recording-late"
     static var priority: Int { 3 }
     let probe: String
-
-    init(options: HookOptions) throws {
-        try options.only(["probe"])
-        probe = try options.string("probe")
-    }
 
     func handle(_ event: StoredEvent, context: HookContext) async throws {
         EmbeddedHookProbe.shared.started(probe, event, context)
@@ -393,14 +386,9 @@ struct EmbeddedRecordingLateHook: Hook {
 
 /// Throws at the first attempt of an event whose type ends in `-fail`, and
 /// hangs (until cancelled) at the first attempt of one ending in `-hang`.
-struct EmbeddedPickyHook: Hook {
+struct EmbeddedPickyHook: ProbedHook {
     static let name = "test-picky"
     let probe: String
-
-    init(options: HookOptions) throws {
-        try options.only(["probe"])
-        probe = try options.string("probe")
-    }
 
     func handle(_ event: StoredEvent, context: HookContext) async throws {
         EmbeddedHookProbe.shared.started(probe, event, context)
@@ -411,15 +399,10 @@ struct EmbeddedPickyHook: Hook {
 }
 
 /// Takes 2 s an event (it honours cancellation), ahead of the recording hooks.
-struct EmbeddedSlowHook: Hook {
+struct EmbeddedSlowHook: ProbedHook {
     static let name = "test-slow"
     static var priority: Int { 2 }
     let probe: String
-
-    init(options: HookOptions) throws {
-        try options.only(["probe"])
-        probe = try options.string("probe")
-    }
 
     func handle(_ event: StoredEvent, context: HookContext) async throws {
         EmbeddedHookProbe.shared.started(probe, event, context)
