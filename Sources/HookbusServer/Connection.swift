@@ -76,7 +76,7 @@ struct Connection: Sendable {
                             if let runner = started {
                                 let durable = subscription?.durable ?? false
                                 running = true
-                                group.addTask {
+                                group.addTask(executorPreference: DispatchExecutor.shared) {
                                     await runner.run()
                                     commands.dispatcher.release(runner, durable: durable)
                                 }

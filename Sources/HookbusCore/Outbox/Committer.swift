@@ -223,6 +223,7 @@ public final class Committer: Sendable {
             return
         }
         if let used {
+            IngestLoad.committed(Int(used.through - used.before))
             var submissions: [(events: [NewEvent], outcomes: [AppendOutcome])] = []
             for (submission, outcome) in zip(group, outcomes) {
                 guard case .success(let stored) = outcome, !submission.events.isEmpty else { continue }

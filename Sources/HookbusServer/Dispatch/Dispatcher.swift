@@ -128,6 +128,14 @@ public final class Dispatcher: Service {
     static let shutdownGrace: Duration = .seconds(10)
 
     public func run() async throws {
+        // Runners, hooks and their tasks run on dispatch's own threads, which
+        // give way to ingest (`DispatchExecutor`).
+        await withTaskExecutorPreference(DispatchExecutor.shared) {
+            await self.runOnDispatchThreads()
+        }
+    }
+
+    private func runOnDispatchThreads() async {
         let runners = self.runners
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in

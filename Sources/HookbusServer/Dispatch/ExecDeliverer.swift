@@ -51,7 +51,9 @@ struct ExecDeliverer: Deliverer {
             return .failed("cannot create a temporary file for the stderr of \(command): \(String(cString: strerror(errno)))")
         }
         return await withTaskGroup(of: AttemptResult?.self) { group in
-            group.addTask {
+            // Started from the global executor: a child inherits its thread's
+            // scheduling policy, and dispatch's may be SCHED_IDLE (`DispatchExecutor`).
+            group.addTask(executorPreference: globalConcurrentExecutor) {
                 do {
                     let result = try await Subprocess.run(
                         executable, arguments: Arguments(Array(argv.dropFirst())), environment: .custom(env),

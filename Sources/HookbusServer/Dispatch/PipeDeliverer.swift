@@ -113,7 +113,9 @@ final class PipeDeliverer: Deliverer {
         var delay = Self.restartInitial
         while !Task.isCancelled {
             let started = ContinuousClock.now
-            let ending = await runOnce()
+            // Started from the global executor: a child inherits its thread's
+            // scheduling policy, and dispatch's may be SCHED_IDLE (`DispatchExecutor`).
+            let ending = await withTaskExecutorPreference(globalConcurrentExecutor) { await runOnce() }
             let lived = ContinuousClock.now - started
             // Fail what was in flight on that process: the runner retries it.
             let orphans = state.withLock { state -> [Int] in
