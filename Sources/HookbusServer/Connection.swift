@@ -76,7 +76,7 @@ struct Connection: Sendable {
                             if let runner = started {
                                 let durable = subscription?.durable ?? false
                                 running = true
-                                group.addTask(executorPreference: DispatchExecutor.shared) {
+                                group.addTask {
                                     await runner.run()
                                     commands.dispatcher.release(runner, durable: durable)
                                 }

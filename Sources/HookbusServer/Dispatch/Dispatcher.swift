@@ -128,21 +128,18 @@ public final class Dispatcher: Service {
     static let shutdownGrace: Duration = .seconds(10)
 
     public func run() async throws {
-        // Runners, hooks and their tasks run on dispatch's own threads, which
-        // give way to ingest (`DispatchExecutor`).
-        await withTaskExecutorPreference(DispatchExecutor.shared) {
-            await self.runOnDispatchThreads()
-        }
-    }
-
-    private func runOnDispatchThreads() async {
         let runners = self.runners
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     await withDiscardingTaskGroup { runnersGroup in
                         for runner in runners {
-                            runnersGroup.addTask { await runner.run() }
+                            // In-process hooks run on dispatch's own threads, which give way
+                            // to a pressed ingest (`DispatchExecutor`). The other kinds wait on
+                            // processes and sockets served by the global executor: there the
+                            // hops between the two would cost more than they give.
+                            let executor: (any TaskExecutor)? = runner.kind == "hook" ? DispatchExecutor.shared : nil
+                            runnersGroup.addTask(executorPreference: executor) { await runner.run() }
                         }
                     }
                     // Runners end only once stopped; with none at all, this task
@@ -154,7 +151,9 @@ public final class Dispatcher: Service {
                 group.addTask {
                     // Hooks' background work, until dispatch stops (this task is cancelled then).
                     await withDiscardingTaskGroup { hookGroup in
-                        for hook in hooks { hookGroup.addTask { await hook.run() } }
+                        for hook in hooks {
+                            hookGroup.addTask(executorPreference: DispatchExecutor.shared) { await hook.run() }
+                        }
                     }
                     while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
                 }
