@@ -8,8 +8,9 @@ import Synchronization
 /// a producer that waits for each ack, or a steady trickle, commits a few
 /// events per fsync; producers that keep the writer busy queue behind it and
 /// commit dozens or hundreds at a time. A pause of `quiet` without a commit
-/// ends it at once. One figure for the process: a broker runs one committer
-/// (tests run several; any of them pressed counts).
+/// ends it at once, and the average starts again from the next commit. One
+/// figure for the process: a broker runs one committer (tests run several;
+/// any of them pressed counts).
 public enum IngestLoad {
     /// Events per commit × 16, a moving average over about 8 commits.
     private static let scaledAverage = Atomic<Int>(0)
@@ -25,9 +26,13 @@ public enum IngestLoad {
 
     /// The committer stored a group of `events` events.
     static func committed(_ events: Int) {
-        let old = scaledAverage.load(ordering: .relaxed)
+        let now = DispatchTime.now().uptimeNanoseconds
+        // After a pause the average starts again: the commits of a burst that
+        // ended say nothing about this one.
+        let paused = now &- lastCommit.load(ordering: .relaxed) >= quiet
+        let old = paused ? 0 : scaledAverage.load(ordering: .relaxed)
         scaledAverage.store(old + (min(events, 4096) * 16 - old) / 8, ordering: .relaxed)
-        lastCommit.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+        lastCommit.store(now, ordering: .relaxed)
     }
 
     /// The moving average of events per commit.
