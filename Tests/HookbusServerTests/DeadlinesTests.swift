@@ -33,3 +33,22 @@ struct DeadlinesTests {
         #expect(deadlines.pending == 1)
     }
 }
+
+@Suite("Deadlines: hook deadlines wait while ingest is pressed")
+struct PatientDeadlinesTests {
+    @Test("a patient deadline that passed waits while ingest is pressed and runs at the first sweep after; others run at once")
+    func patientWaitsWhilePressed() {
+        let deadlines = Deadlines()
+        let fired = Mutex<[String]>([])
+        let start = ContinuousClock.now
+        _ = deadlines.watch(.milliseconds(10), now: start, patient: true) { fired.withLock { $0.append("hook") } }
+        _ = deadlines.watch(.milliseconds(10), now: start) { fired.withLock { $0.append("pipe") } }
+        deadlines.sweep(now: start + .seconds(5), pressed: true)
+        #expect(fired.withLock { $0 } == ["pipe"])
+        deadlines.sweep(now: start + .seconds(6), pressed: true)
+        #expect(fired.withLock { $0 } == ["pipe"])
+        deadlines.sweep(now: start + .seconds(7), pressed: false)
+        #expect(fired.withLock { $0 } == ["pipe", "hook"])
+        #expect(deadlines.pending == 0)
+    }
+}

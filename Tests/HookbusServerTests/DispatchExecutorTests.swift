@@ -10,130 +10,133 @@ import Glibc
 
 /// Dispatch's threads give way to ingest while it is pressed, and only then;
 /// what they start as child processes does not inherit their low priority.
-///
-/// Pressure is process-wide (`IngestLoad`), so these tests run one at a time,
-/// and a pump keeps it up (as a busy committer would) while one needs it.
-@Suite("DispatchExecutor: dispatch gives way to a pressed ingest", .serialized)
+/// Each test runs its own executor with a pressure it sets itself (the
+/// process-wide `IngestLoad` moves with every other suite's commits).
+@Suite("DispatchExecutor: dispatch gives way to a pressed ingest", .timeLimit(.minutes(1)))
 struct DispatchExecutorTests {
-    /// Where a job of the dispatch executor ran: its thread's scheduling policy and name.
-    static func whereDispatchRuns() async -> (policy: Int32, name: String) {
-        await withTaskExecutorPreference(DispatchExecutor.shared) {
-            await Self.here()
-        }
+    /// A pressure the test sets.
+    final class Switch: Sendable {
+        let on = Atomic<Bool>(false)
+        func set(_ value: Bool) { on.store(value, ordering: .sequentiallyConsistent) }
+        var pressure: @Sendable (Bool) -> Bool { { [self] _ in on.load(ordering: .sequentiallyConsistent) } }
     }
 
-    static func here() async -> (policy: Int32, name: String) {
-        var name = [CChar](repeating: 0, count: 32)
-        let fd = open("/proc/thread-self/comm", O_RDONLY)
-        if fd >= 0 {
-            _ = read(fd, &name, 31)
-            close(fd)
-        }
-        let text = String(decoding: name.prefix { $0 != 0 && $0 != 0x0A }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return (sched_getscheduler(0), text)
+    final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+        func add() { value.add(1, ordering: .sequentiallyConsistent) }
+        var count: Int { value.load(ordering: .sequentiallyConsistent) }
     }
 
-    /// Runs `body` while commits of 500 events keep coming every 2 ms.
-    static func pressed<T: Sendable>(_ body: @Sendable () async -> T) async -> T {
-        await withTaskGroup(of: T?.self) { group in
-            group.addTask {
-                while !Task.isCancelled {
-                    IngestLoad.simulate(commits: 8, of: 500)
-                    try? await Task.sleep(for: .milliseconds(2))
+    /// The scheduling policy and name of the thread this runs on.
+    static func here() -> (policy: Int32, name: String) {
+        let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+        return (sched_getscheduler(0), name.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    static func whereItRuns(on executor: DispatchExecutor) async -> (policy: Int32, name: String) {
+        await withTaskExecutorPreference(executor) { Self.here() }
+    }
+
+    /// Polls `condition` every 5 ms until it holds or `timeout` passes; says whether it held.
+    static func eventually(_ timeout: Duration = .seconds(20), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !condition() {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
+    @Test("while ingest is calm, jobs run on the threads at the default priority; while it is pressed, under SCHED_IDLE")
+    func policyFollowsPressure() async {
+        let pressure = Switch()
+        let executor = DispatchExecutor(threads: 2, pressure: pressure.pressure)
+        let calm = await Self.whereItRuns(on: executor)
+        #expect(calm.policy == SCHED_OTHER && calm.name.hasPrefix("hookbus-disp-"), "calm: \(calm)")
+        pressure.set(true)
+        let pressed = await Self.whereItRuns(on: executor)
+        #expect(pressed.policy == DispatchExecutor.schedIdle && pressed.name.hasPrefix("hookbus-yield-"), "pressed: \(pressed)")
+        pressure.set(false)
+        let after = await Self.whereItRuns(on: executor)
+        #expect(after.policy == SCHED_OTHER, "after: \(after)")
+    }
+
+    @Test("a job queued for the SCHED_IDLE threads while they are busy runs when the pressure ends by itself")
+    func pressureEndingByTimeStrandsNothing() async {
+        let pressure = Switch()
+        let executor = DispatchExecutor(threads: 2, pressure: pressure.pressure)
+        // The default-priority threads have run and gone back to waiting for work.
+        _ = await Self.whereItRuns(on: executor)
+        try? await Task.sleep(for: .milliseconds(20))
+        pressure.set(true)
+        let started = Counter()
+        let release = DispatchSemaphore(value: 0)
+        let ran = Counter()
+        await withTaskGroup(of: Void.self) { group in
+            // Both SCHED_IDLE threads blocked, as if starved.
+            for _ in 0..<2 {
+                group.addTask(executorPreference: executor) {
+                    started.add()
+                    release.wait()
                 }
-                return nil
             }
-            IngestLoad.simulate(commits: 8, of: 500)
-            let result = await body()
-            group.cancelAll()
-            while let _ = await group.next() {}
-            return result
+            #expect(await Self.eventually { started.count == 2 })
+            group.addTask(executorPreference: executor) { ran.add() }
+            try? await Task.sleep(for: .milliseconds(20))
+            #expect(ran.count == 0, "while pressed it waits for the SCHED_IDLE threads")
+            // The pressure ends with nothing enqueued (no commit for 20 ms, say).
+            pressure.set(false)
+            #expect(await Self.eventually { ran.count == 1 }, "it ran once the pressure ended")
+            release.signal()
+            release.signal()
         }
     }
 
-    /// Waits until no commit has come for `IngestLoad.quiet`.
-    static func calm() async {
-        while IngestLoad.pressed(was: true) { try? await Task.sleep(for: .milliseconds(5)) }
-    }
-
-    @Test("while ingest is calm, dispatch runs on its threads at the default priority")
-    func calmRunsAtDefaultPriority() async {
-        await Self.calm()
-        let place = await Self.whereDispatchRuns()
-        #expect(place.name.hasPrefix("hookbus-disp-"), "ran on \(place.name)")
-        #expect(place.policy == SCHED_OTHER)
-    }
-
-    @Test("while ingest is pressed, dispatch runs under SCHED_IDLE, and goes back once it eases")
-    func pressedRunsIdle() async throws {
-        // The pump could be held up longer than `quiet` on a loaded machine: look again until the deadline.
-        let deadline = ContinuousClock.now + .seconds(20)
-        var seen: (policy: Int32, name: String) = (-1, "")
-        while ContinuousClock.now < deadline {
-            seen = await Self.pressed { await Self.whereDispatchRuns() }
-            if seen.policy == DispatchExecutor.schedIdle { break }
-        }
-        #expect(seen.policy == DispatchExecutor.schedIdle, "ran on \(seen.name) with policy \(seen.policy)")
-        #expect(seen.name.hasPrefix("hookbus-yield-"))
-
-        await Self.calm()
-        let after = await Self.whereDispatchRuns()
-        #expect(after.policy == SCHED_OTHER, "after the pressure: ran on \(after.name)")
-    }
-
-    @Test("every job runs, whichever set of threads takes it, while the pressure comes and goes")
+    @Test("every job runs while the pressure comes and goes")
     func everyJobRuns() async {
+        let pressure = Switch()
+        let executor = DispatchExecutor(threads: 2, pressure: pressure.pressure)
         let count = Counter()
-        await withTaskExecutorPreference(DispatchExecutor.shared) {
+        await withTaskExecutorPreference(executor) {
             await withDiscardingTaskGroup { group in
                 for index in 0..<2000 {
                     group.addTask {
-                        if index % 100 == 0 { IngestLoad.simulate(commits: 8, of: index % 200 == 0 ? 500 : 1) }
+                        if index % 50 == 0 { pressure.set(index % 100 == 0) }
                         await Task.yield()
-                        count.value.withLock { $0 += 1 }
+                        count.add()
                     }
                 }
             }
         }
-        #expect(count.value.withLock { $0 } == 2000)
-        await Self.calm()
+        #expect(count.count == 2000)
     }
 
-    @Test("an exec subscriber's process, started while dispatch gives way, runs at the default priority")
+    @Test("an exec subscriber's process, started from a thread that gives way, runs at the default priority")
     func execChildDoesNotInheritIdle() async throws {
+        let pressure = Switch()
+        pressure.set(true)
+        let executor = DispatchExecutor(threads: 1, pressure: pressure.pressure)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hookbus-executor-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let out = directory.appendingPathComponent("policy").path
         // Field 41 of /proc/PID/stat is the scheduling policy (sh's name has no space).
+        // It reads its stdin first: a write to a closed pipe would kill this
+        // process with SIGPIPE (hookbusd ignores it; the test process does not).
         let deliverer = ExecDeliverer(
-            argv: ["/bin/sh", "-c", "cut -d' ' -f41 /proc/$$/stat > \(out)"], timeout: .seconds(30),
+            argv: ["/bin/sh", "-c", "cat > /dev/null; cut -d' ' -f41 /proc/$$/stat > \(out)"], timeout: .seconds(30),
             environment: [:], runAs: nil, logger: Logger(label: "test"))
         let event = StoredEvent(
             seq: 1, id: "e1", source: "/test", type: "test.policy", subject: nil, time: "2026-11-23T00:00:00Z",
             receivedAtMicros: 0, producer: Producer(uid: 0, gid: 0, pid: 0),
             json: #"{"specversion":"1.0","id":"e1","source":"/test","type":"test.policy"}"#)
         let delivery = Delivery(subscriber: "policy", event: event, attempt: 1, replay: false)
-        let deadline = ContinuousClock.now + .seconds(20)
-        var caller: Int32 = -1
-        var result: AttemptResult = .failed("not run")
-        while ContinuousClock.now < deadline && caller != DispatchExecutor.schedIdle {
-            (caller, result) = await Self.pressed {
-                await withTaskExecutorPreference(DispatchExecutor.shared) {
-                    let caller = sched_getscheduler(0)
-                    return (caller, await deliverer.deliver(delivery, ticket: 0))
-                }
-            }
+        let (caller, result) = await withTaskExecutorPreference(executor) {
+            (sched_getscheduler(0), await deliverer.deliver(delivery, ticket: 0))
         }
         #expect(caller == DispatchExecutor.schedIdle, "the delivery started on a thread that gives way")
         #expect(result == .delivered)
         let written = try String(contentsOfFile: out, encoding: .utf8)
         #expect(written.trimmingCharacters(in: .whitespacesAndNewlines) == "\(SCHED_OTHER)", "the child's policy")
-        await Self.calm()
     }
-}
-
-
-private final class Counter: Sendable {
-    let value = Mutex(0)
 }

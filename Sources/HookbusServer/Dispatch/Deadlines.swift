@@ -15,6 +15,9 @@ import Synchronization
 final class Deadlines: Sendable {
     private struct Entry {
         var deadline: ContinuousClock.Instant
+        /// Waits while ingest is pressed (an in-process hook, whose thread
+        /// may not have run meanwhile: `DispatchExecutor`).
+        var patient: Bool
         var expire: @Sendable () -> Void
     }
 
@@ -29,11 +32,15 @@ final class Deadlines: Sendable {
     static let sweepInterval: Duration = .milliseconds(50)
 
     /// Files a deadline `timeout` from `now`; `expire` runs (once, from a
-    /// sweep) if it is not taken back by then.
-    func watch(_ timeout: Duration, now: ContinuousClock.Instant = .now, expire: @escaping @Sendable () -> Void) -> Int {
+    /// sweep) if it is not taken back by then. A `patient` deadline that has
+    /// passed waits while ingest is pressed, and runs at the first sweep after.
+    func watch(
+        _ timeout: Duration, now: ContinuousClock.Instant = .now, patient: Bool = false,
+        expire: @escaping @Sendable () -> Void
+    ) -> Int {
         state.withLock { state in
             defer { state.next &+= 1 }
-            state.entries[state.next] = Entry(deadline: now + timeout, expire: expire)
+            state.entries[state.next] = Entry(deadline: now + timeout, patient: patient, expire: expire)
             return state.next
         }
     }
@@ -46,10 +53,10 @@ final class Deadlines: Sendable {
     /// Deadlines filed and not taken back or expired.
     var pending: Int { state.withLock { $0.entries.count } }
 
-    /// Runs the action of every deadline that has passed.
-    func sweep(now: ContinuousClock.Instant = .now) {
+    /// Runs the action of every deadline that has passed (but patient ones while `pressed`).
+    func sweep(now: ContinuousClock.Instant = .now, pressed: Bool = IngestLoad.pressed(was: true)) {
         let overdue = state.withLock { state -> [@Sendable () -> Void] in
-            let ids = state.entries.compactMap { $0.value.deadline <= now ? $0.key : nil }
+            let ids = state.entries.compactMap { $0.value.deadline <= now && !($0.value.patient && pressed) ? $0.key : nil }
             return ids.compactMap { state.entries.removeValue(forKey: $0)?.expire }
         }
         for expire in overdue { expire() }

@@ -15,13 +15,19 @@ import Glibc
 /// (`IngestLoad`: producers keep the committer busy, dozens of events per
 /// commit), the jobs go to threads under `SCHED_IDLE`, which run only on CPU
 /// that nothing else wants: the event loops and the committer get it first, a
-/// burst of publishes is acknowledged nearly as fast as with no subscriber at
-/// all, and deliveries fall behind, to catch up once the burst is over (20 ms
-/// without a commit ends it). Nothing is lost by it: what dispatch has not
-/// reached yet is in the outbox. The rest of the time the jobs go to threads
-/// at the default priority, so a delivery at a moderate rate waits for
-/// nothing. (A thread cannot be given its priority back without privilege,
-/// so each set keeps its own.)
+/// burst of publishes is acknowledged about as fast as with no subscriber,
+/// and deliveries fall behind, to catch up once the burst is over. What
+/// dispatch has not reached yet waits in the outbox, and hook deadlines wait
+/// while ingest is pressed (`Deadlines`, patient). The rest of the time the
+/// jobs go to threads at the default priority, so a delivery at a moderate
+/// rate waits for nothing; a task moves at its next suspension point. (A
+/// thread cannot be given its priority back without privilege, so each set
+/// keeps its own.)
+///
+/// Known risk, not seen in measurements: a `SCHED_IDLE` thread that is
+/// preempted while it holds a lock the committer also takes (this queue's,
+/// a runner's mailbox, the ring of recent events) delays the committer until
+/// it runs again. The critical sections are a few instructions long.
 ///
 /// A task executor (SE-0417): tasks started under
 /// `withTaskExecutorPreference(DispatchExecutor.shared)` and their child
@@ -39,16 +45,31 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
     // Guarded by `mutex`.
     private var jobs = CircularBuffer<UnownedJob>(initialCapacity: 256)
     private var idle = [0, 0]
+    /// Default-priority threads waiting with a time limit (`recheck`).
+    private var timedWaiting = 0
     /// Which set takes jobs now: the pressed set while ingest is pressed.
     private var pressed = false
+    /// Whether ingest is pressed, given whether it was at the last look.
+    private let pressure: @Sendable (Bool) -> Bool
+
+    /// How often a default-priority thread looks at the pressure again while
+    /// jobs wait for the other set: pressure can end by time alone (no commit
+    /// for `IngestLoad.quiet`), with nothing enqueued to say so, and the
+    /// `SCHED_IDLE` threads that would pass the jobs on may not get a CPU.
+    static let recheck: Int = 5_000_000  // ns
 
     /// Two sets of `threads` threads: one at the default priority, which takes
     /// the jobs while ingest is calm, and one under `SCHED_IDLE`, which takes
-    /// them while it is pressed.
-    init(threads: Int) {
+    /// them while it is pressed. `pressure` says which (tests give their own).
+    init(threads: Int, pressure: @escaping @Sendable (Bool) -> Bool = IngestLoad.pressed(was:)) {
+        self.pressure = pressure
         pthread_mutex_init(mutex, nil)
-        pthread_cond_init(conditions, nil)
-        pthread_cond_init(conditions + 1, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(conditions, &attributes)
+        pthread_cond_init(conditions + 1, &attributes)
+        pthread_condattr_destroy(&attributes)
         for set in 0..<2 {
             for index in 0..<threads {
                 let worker = Worker(executor: self, set: set, index: index)
@@ -66,7 +87,7 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
 
     /// Which set should take jobs (called with `mutex` held).
     private func activeSet() -> Int {
-        pressed = IngestLoad.pressed(was: pressed)
+        pressed = pressure(pressed)
         return pressed ? 1 : 0
     }
 
@@ -76,8 +97,12 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
         jobs.append(job)
         let set = activeSet()
         let wake = idle[set] > 0
+        // Queued for the SCHED_IDLE threads: have a default-priority thread
+        // watch for the pressure ending (see `recheck`).
+        let watch = set == 1 && timedWaiting == 0 && idle[0] > 0
         pthread_mutex_unlock(mutex)
         if wake { pthread_cond_signal(conditions + set) }
+        if watch { pthread_cond_signal(conditions) }
     }
 
     /// The next job for a thread of `set`, once there is one and that set is the one taking jobs.
@@ -91,7 +116,19 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
                 pthread_cond_signal(conditions + active)
             }
             idle[set] += 1
-            pthread_cond_wait(conditions + set, mutex)
+            if set == 0 && active != set && !jobs.isEmpty {
+                // Jobs wait for the other set: look again soon (`recheck`).
+                var deadline = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &deadline)
+                let nanos = deadline.tv_nsec + Self.recheck
+                deadline.tv_sec += nanos / 1_000_000_000
+                deadline.tv_nsec = nanos % 1_000_000_000
+                timedWaiting += 1
+                _ = pthread_cond_timedwait(conditions + set, mutex, &deadline)
+                timedWaiting -= 1
+            } else {
+                pthread_cond_wait(conditions + set, mutex)
+            }
             idle[set] -= 1
         }
         let job = jobs.removeFirst()

@@ -74,7 +74,8 @@ struct HookDeliverer: RunDeliverer {
                     if index > 0 && (Task.isCancelled || stopping()) { break }
                     guard progress.starting(index) else { break }
                     let start = ContinuousClock.now
-                    let watch = deadlines.watch(timeout) {
+                    // Patient: while ingest is pressed this thread may not run at all.
+                    let watch = deadlines.watch(timeout, patient: true) {
                         progress.timedOut(index, RunResult(result: self.timedOut(delivery), micros: timeout.microseconds))
                     }
                     if ordered { gate.entered(rank: rank, seq: delivery.seq) }
