@@ -53,9 +53,9 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
     private let pressure: @Sendable (Bool) -> Bool
 
     /// How often a default-priority thread looks at the pressure again while
-    /// jobs wait for the other set: pressure can end by time alone (no commit
+    /// the other set takes the jobs: pressure can end by time alone (no commit
     /// for `IngestLoad.quiet`), with nothing enqueued to say so, and the
-    /// `SCHED_IDLE` threads that would pass the jobs on may not get a CPU.
+    /// `SCHED_IDLE` threads that would pass queued jobs on may not get a CPU.
     static let recheck: Int = 5_000_000  // ns
 
     /// Two sets of `threads` threads: one at the default priority, which takes
@@ -116,8 +116,10 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
                 pthread_cond_signal(conditions + active)
             }
             idle[set] += 1
-            if set == 0 && active != set && !jobs.isEmpty {
-                // Jobs wait for the other set: look again soon (`recheck`).
+            if set == 0 && active != set && timedWaiting == 0 {
+                // While the other set takes the jobs, one thread here looks
+                // again every `recheck` (and stays the one: no enqueue wakes
+                // another while it does).
                 var deadline = timespec()
                 clock_gettime(CLOCK_MONOTONIC, &deadline)
                 let nanos = deadline.tv_nsec + Self.recheck
