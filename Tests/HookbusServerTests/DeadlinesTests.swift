@@ -34,21 +34,35 @@ struct DeadlinesTests {
     }
 }
 
-@Suite("Deadlines: hook deadlines wait while ingest is pressed")
+@Suite("Deadlines: hook deadlines count calm time only")
 struct PatientDeadlinesTests {
-    @Test("a patient deadline that passed waits while ingest is pressed and runs at the first sweep after; others run at once")
-    func patientWaitsWhilePressed() {
+    @Test("a patient deadline moves on by the time ingest is pressed; others do not")
+    func patientMovesOnWhilePressed() {
         let deadlines = Deadlines()
         let fired = Mutex<[String]>([])
         let start = ContinuousClock.now
         _ = deadlines.watch(.milliseconds(10), now: start, patient: true) { fired.withLock { $0.append("hook") } }
         _ = deadlines.watch(.milliseconds(10), now: start) { fired.withLock { $0.append("pipe") } }
-        deadlines.sweep(now: start + .seconds(5), pressed: true)
+        deadlines.sweep(now: start, pressed: false)
+        // Pressed for 5 ms: the hook's deadline is now 15 ms from the start.
+        deadlines.sweep(now: start + .milliseconds(5), pressed: true)
+        deadlines.sweep(now: start + .milliseconds(12), pressed: false)
         #expect(fired.withLock { $0 } == ["pipe"])
-        deadlines.sweep(now: start + .seconds(6), pressed: true)
-        #expect(fired.withLock { $0 } == ["pipe"])
-        deadlines.sweep(now: start + .seconds(7), pressed: false)
+        deadlines.sweep(now: start + .milliseconds(16), pressed: false)
         #expect(fired.withLock { $0 } == ["pipe", "hook"])
         #expect(deadlines.pending == 0)
+    }
+
+    @Test("a patient deadline moves on by at most patienceLimit times its timeout")
+    func patienceHasALimit() {
+        let deadlines = Deadlines()
+        let fired = Mutex(0)
+        let start = ContinuousClock.now
+        _ = deadlines.watch(.milliseconds(10), now: start, patient: true) { fired.withLock { $0 += 1 } }
+        deadlines.sweep(now: start, pressed: true)
+        deadlines.sweep(now: start + .milliseconds(30), pressed: true)
+        #expect(fired.withLock { $0 } == 0, "moved on to 40 ms")
+        deadlines.sweep(now: start + .milliseconds(10 * Deadlines.patienceLimit), pressed: true)
+        #expect(fired.withLock { $0 } == 1, "at the limit it runs, pressed or not")
     }
 }

@@ -108,6 +108,7 @@ struct DispatchExecutorTests {
                 }
             }
         }
+        pressure.set(false)  // its poller sleeps again
         #expect(count.count == 2000)
     }
 
@@ -115,6 +116,7 @@ struct DispatchExecutorTests {
     func execChildDoesNotInheritIdle() async throws {
         let pressure = Switch()
         pressure.set(true)
+        defer { pressure.set(false) }  // its poller sleeps again
         let executor = DispatchExecutor(threads: 1, pressure: pressure.pressure)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hookbus-executor-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -15,16 +15,21 @@ import Synchronization
 final class Deadlines: Sendable {
     private struct Entry {
         var deadline: ContinuousClock.Instant
-        /// Waits while ingest is pressed (an in-process hook, whose thread
-        /// may not have run meanwhile: `DispatchExecutor`).
+        /// Moves on by the time ingest is pressed, up to `latest` (an
+        /// in-process hook, whose thread may not run meanwhile: `DispatchExecutor`).
         var patient: Bool
+        var latest: ContinuousClock.Instant
         var expire: @Sendable () -> Void
     }
 
     private struct State {
         var entries: [Int: Entry] = [:]
         var next = 0
+        var lastSweep: ContinuousClock.Instant?
     }
+
+    /// A patient deadline moves on by at most this many times its timeout.
+    static let patienceLimit = 4
 
     private let state = Mutex(State())
 
@@ -32,15 +37,17 @@ final class Deadlines: Sendable {
     static let sweepInterval: Duration = .milliseconds(50)
 
     /// Files a deadline `timeout` from `now`; `expire` runs (once, from a
-    /// sweep) if it is not taken back by then. A `patient` deadline that has
-    /// passed waits while ingest is pressed, and runs at the first sweep after.
+    /// sweep) if it is not taken back by then. A `patient` deadline moves on
+    /// by the time between sweeps that find ingest pressed, so the timeout
+    /// counts calm time only, up to `patienceLimit` times the timeout in all.
     func watch(
         _ timeout: Duration, now: ContinuousClock.Instant = .now, patient: Bool = false,
         expire: @escaping @Sendable () -> Void
     ) -> Int {
         state.withLock { state in
             defer { state.next &+= 1 }
-            state.entries[state.next] = Entry(deadline: now + timeout, patient: patient, expire: expire)
+            state.entries[state.next] = Entry(
+                deadline: now + timeout, patient: patient, latest: now + timeout * Self.patienceLimit, expire: expire)
             return state.next
         }
     }
@@ -53,10 +60,19 @@ final class Deadlines: Sendable {
     /// Deadlines filed and not taken back or expired.
     var pending: Int { state.withLock { $0.entries.count } }
 
-    /// Runs the action of every deadline that has passed (but patient ones while `pressed`).
-    func sweep(now: ContinuousClock.Instant = .now, pressed: Bool = IngestLoad.pressed(was: true)) {
+    /// Runs the action of every deadline that has passed; while `pressed`
+    /// (ingest is, and hooks give way to it), patient deadlines first move on
+    /// by the time since the last sweep.
+    func sweep(now: ContinuousClock.Instant = .now, pressed: Bool = false) {
         let overdue = state.withLock { state -> [@Sendable () -> Void] in
-            let ids = state.entries.compactMap { $0.value.deadline <= now && !($0.value.patient && pressed) ? $0.key : nil }
+            let elapsed = state.lastSweep.map { now - $0 } ?? .zero
+            state.lastSweep = now
+            if pressed && elapsed > .zero {
+                for (id, entry) in state.entries where entry.patient {
+                    state.entries[id]?.deadline = min(entry.deadline + elapsed, entry.latest)
+                }
+            }
+            let ids = state.entries.compactMap { $0.value.deadline <= now ? $0.key : nil }
             return ids.compactMap { state.entries.removeValue(forKey: $0)?.expire }
         }
         for expire in overdue { expire() }

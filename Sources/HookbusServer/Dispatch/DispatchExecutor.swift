@@ -1,5 +1,6 @@
 import HookbusCore
 import NIOCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,8 +18,8 @@ import Glibc
 /// that nothing else wants: the event loops and the committer get it first, a
 /// burst of publishes is acknowledged about as fast as with no subscriber,
 /// and deliveries fall behind, to catch up once the burst is over. What
-/// dispatch has not reached yet waits in the outbox, and hook deadlines wait
-/// while ingest is pressed (`Deadlines`, patient). The rest of the time the
+/// dispatch has not reached yet waits in the outbox, and hook deadlines move
+/// on while hooks give way (`Deadlines`, patient, up to 4 × the timeout). The rest of the time the
 /// jobs go to threads at the default priority, so a delivery at a moderate
 /// rate waits for nothing; a task moves at its next suspension point. (A
 /// thread cannot be given its priority back without privilege, so each set
@@ -66,7 +67,7 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
         pthread_mutex_init(mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        precondition(pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC) == 0, "no monotonic condition variables")
         pthread_cond_init(conditions, &attributes)
         pthread_cond_init(conditions + 1, &attributes)
         pthread_condattr_destroy(&attributes)
@@ -85,9 +86,15 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// Whether the jobs go to the `SCHED_IDLE` threads now (as of the last
+    /// enqueue or take): what hook deadlines follow (`Deadlines.sweep`).
+    var givingWay: Bool { givingWayNow.load(ordering: .relaxed) }
+    private let givingWayNow = Atomic<Bool>(false)
+
     /// Which set should take jobs (called with `mutex` held).
     private func activeSet() -> Int {
         pressed = pressure(pressed)
+        givingWayNow.store(pressed, ordering: .relaxed)
         return pressed ? 1 : 0
     }
 

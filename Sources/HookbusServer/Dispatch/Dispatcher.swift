@@ -159,12 +159,14 @@ public final class Dispatcher: Service {
                 }
                 let gate = self.gate
                 let deadlines = self.deadlines
+                let hasHooks = !hooks.isEmpty
                 group.addTask {
                     // Times out deliveries, and bounds the hook start gate's
                     // waits (`HookStartGate.maxWait`).
                     while !Task.isCancelled {
                         try? await Task.sleep(for: Deadlines.sweepInterval)
-                        deadlines.sweep()
+                        // Hooks' deadlines wait while hooks give way to ingest.
+                        deadlines.sweep(pressed: hasHooks && DispatchExecutor.shared.givingWay)
                         gate.sweep()
                     }
                 }
