@@ -71,14 +71,25 @@ struct DispatchGiveWayTests {
         #expect(yielding.contains { $0.ranNanos > 0 }, "the hooks ran on the yielding threads during the burst: \(yielding)")
 
         // After the burst: one more event, delivered by a thread at the default priority.
-        try await Task.sleep(for: .milliseconds(50))
-        let before = try Self.threads(of: pid).filter { $0.name.hasPrefix("hookbus-yield-") }.map(\.ranNanos).reduce(0, +)
+        // First the yielding threads finish what they were doing and sleep (nothing
+        // wakes them while ingest is calm): their CPU time stops moving.
+        func yieldingRan() throws -> UInt64 {
+            try Self.threads(of: pid).filter { $0.name.hasPrefix("hookbus-yield-") }.map(\.ranNanos).reduce(0, +)
+        }
+        var before = try yieldingRan()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            try await Task.sleep(for: .milliseconds(200))
+            let now = try yieldingRan()
+            if now == before { break }
+            before = now
+            guard ContinuousClock.now < deadline else { throw HarnessError("the yielding threads never went idle") }
+        }
         _ = try await bed.publish(EventLine.make(type: "bench.after", source: "after", id: "a1", data: #"{"n":1}"#))
         try await bed.waitUntil("both hooks delivered the event after the burst") {
             let stats = try bed.stats()
             return stats["probe-a"]?.delivered == events + 1 && stats["probe-b"]?.delivered == events + 1
         }
-        let after = try Self.threads(of: pid).filter { $0.name.hasPrefix("hookbus-yield-") }.map(\.ranNanos).reduce(0, +)
-        #expect(after == before, "no work went to the yielding threads once the burst was over")
+        #expect(try yieldingRan() == before, "no work went to the yielding threads once the burst was over")
     }
 }

@@ -35,18 +35,10 @@ public enum IngestLoad {
         lastCommit.store(now, ordering: .relaxed)
     }
 
-    /// The moving average of events per commit.
-    public static var eventsPerCommit: Int { scaledAverage.load(ordering: .relaxed) / 16 }
-
     /// Whether ingest is pressed, given whether it was at the last look.
     public static func pressed(was: Bool) -> Bool {
-        let average = eventsPerCommit
+        let average = scaledAverage.load(ordering: .relaxed) / 16
         guard was ? average >= easedBelow : average >= pressedAt else { return false }
         return DispatchTime.now().uptimeNanoseconds &- lastCommit.load(ordering: .relaxed) < quiet
-    }
-
-    /// For tests: as if `commits` commits of `events` events each had just ended.
-    public static func simulate(commits: Int, of events: Int) {
-        for _ in 0..<commits { committed(events) }
     }
 }

@@ -19,11 +19,11 @@ import Glibc
 /// burst of publishes is acknowledged about as fast as with no subscriber,
 /// and deliveries fall behind, to catch up once the burst is over. What
 /// dispatch has not reached yet waits in the outbox, and hook deadlines move
-/// on while hooks give way (`Deadlines`, patient, up to 4 × the timeout). The rest of the time the
-/// jobs go to threads at the default priority, so a delivery at a moderate
-/// rate waits for nothing; a task moves at its next suspension point. (A
-/// thread cannot be given its priority back without privilege, so each set
-/// keeps its own.)
+/// on while hooks give way (`Deadlines`, patient, up to 4 × the timeout).
+/// The rest of the time the jobs go to threads at the default priority, so a
+/// delivery at a moderate rate waits for nothing; a task moves at its next
+/// suspension point. (A thread cannot be given its priority back without
+/// privilege, so each set keeps its own.)
 ///
 /// Known risk, not seen in measurements: a `SCHED_IDLE` thread that is
 /// preempted while it holds a lock the committer also takes (this queue's,

@@ -138,7 +138,8 @@ public final class Dispatcher: Service {
                             // to a pressed ingest (`DispatchExecutor`). The other kinds wait on
                             // processes and sockets served by the global executor: there the
                             // hops between the two would cost more than they give.
-                            let executor: any TaskExecutor = runner.kind == "hook" ? DispatchExecutor.shared : globalConcurrentExecutor
+                            let executor: any TaskExecutor =
+                                runner.kind == "hook" ? DispatchExecutor.shared : globalConcurrentExecutor
                             runnersGroup.addTask(executorPreference: executor) { await runner.run() }
                         }
                     }
