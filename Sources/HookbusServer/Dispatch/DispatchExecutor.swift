@@ -48,8 +48,6 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
     private var idle = [0, 0]
     /// Default-priority threads waiting with a time limit (`recheck`).
     private var timedWaiting = 0
-    /// Which set takes jobs now: the pressed set while ingest is pressed.
-    private var pressed = false
     /// Whether ingest is pressed, given whether it was at the last look.
     private let pressure: @Sendable (Bool) -> Bool
 
@@ -88,12 +86,13 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
 
     /// Whether the jobs go to the `SCHED_IDLE` threads now (as of the last
     /// enqueue or take): what hook deadlines follow (`Deadlines.sweep`).
+    /// Written only with `mutex` held; read from anywhere.
     var givingWay: Bool { givingWayNow.load(ordering: .relaxed) }
     private let givingWayNow = Atomic<Bool>(false)
 
     /// Which set should take jobs (called with `mutex` held).
     private func activeSet() -> Int {
-        pressed = pressure(pressed)
+        let pressed = pressure(givingWayNow.load(ordering: .relaxed))
         givingWayNow.store(pressed, ordering: .relaxed)
         return pressed ? 1 : 0
     }
