@@ -21,13 +21,9 @@ struct DispatchGiveWayTests {
         let tasks = "/proc/\(pid)/task"
         return try FileManager.default.contentsOfDirectory(atPath: tasks).compactMap { tid in
             guard let comm = try? String(contentsOfFile: "\(tasks)/\(tid)/comm", encoding: .utf8),
-                  let stat = try? String(contentsOfFile: "\(tasks)/\(tid)/stat", encoding: .utf8),
+                  let fields = DispatchProcess.statFields("\(tasks)/\(tid)/stat"),
                   let schedstat = try? String(contentsOfFile: "\(tasks)/\(tid)/schedstat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")")
-            else { return nil }
-            // Fields after the name, which ends at the last ')': field 3 is the first.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 38, let policy = Int(fields[38]),
+                  fields.count > 38, let policy = Int(fields[38]),
                   let ran = schedstat.split(separator: " ").first.flatMap({ UInt64($0) })
             else { return nil }
             return BrokerThread(name: comm.trimmingCharacters(in: .whitespacesAndNewlines), policy: policy, ranNanos: ran)

@@ -239,12 +239,19 @@ final class DispatchLedger {
 enum DispatchProcess {
     /// The state letter (`R`, `S`, `Z`, ...) and the parent's pid, or nil if there is no such process.
     static func status(_ pid: Int32) -> (state: Character, parent: Int32)? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let fields = statFields("/proc/\(pid)/stat"), fields.count >= 2,
+              let state = fields[0].first, let parent = Int32(fields[1])
+        else { return nil }
+        return (state, parent)
+    }
+
+    /// The fields of a `stat` file (a process's or a thread's) after the name:
+    /// `[0]` is field 3 (the state), `[38]` field 41 (the scheduling policy).
+    static func statFields(_ path: String) -> [Substring]? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
               let close = text.lastIndex(of: ")")
         else { return nil }
         // "pid (comm) S ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count >= 2, let state = fields[0].first, let parent = Int32(fields[1]) else { return nil }
-        return (state, parent)
+        return text[text.index(after: close)...].split(separator: " ")
     }
 }

@@ -37,16 +37,6 @@ struct DispatchExecutorTests {
         await withTaskExecutorPreference(executor) { Self.here() }
     }
 
-    /// Polls `condition` every 5 ms until it holds or `timeout` passes; says whether it held.
-    static func eventually(_ timeout: Duration = .seconds(20), _ condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            if ContinuousClock.now >= deadline { return false }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return true
-    }
-
     @Test("while ingest is calm, jobs run on the threads at the default priority; while it is pressed, under SCHED_IDLE")
     func policyFollowsPressure() async {
         let pressure = Switch()
@@ -62,7 +52,7 @@ struct DispatchExecutorTests {
     }
 
     @Test("a job queued for the SCHED_IDLE threads while they are busy runs when the pressure ends by itself")
-    func pressureEndingByTimeStrandsNothing() async {
+    func pressureEndingByTimeStrandsNothing() async throws {
         let pressure = Switch()
         let executor = DispatchExecutor(threads: 2, pressure: pressure.pressure)
         // The default-priority threads have run and gone back to waiting for work.
@@ -72,7 +62,12 @@ struct DispatchExecutorTests {
         let started = Counter()
         let release = DispatchSemaphore(value: 0)
         let ran = Counter()
-        await withTaskGroup(of: Void.self) { group in
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Released whatever happens, so the group can end.
+            defer {
+                release.signal()
+                release.signal()
+            }
             // Both SCHED_IDLE threads blocked, as if starved.
             for _ in 0..<2 {
                 group.addTask(executorPreference: executor) {
@@ -80,15 +75,13 @@ struct DispatchExecutorTests {
                     release.wait()
                 }
             }
-            #expect(await Self.eventually { started.count == 2 })
+            try await eventually(within: .seconds(20)) { started.count == 2 }
             group.addTask(executorPreference: executor) { ran.add() }
             try? await Task.sleep(for: .milliseconds(20))
             #expect(ran.count == 0, "while pressed it waits for the SCHED_IDLE threads")
             // The pressure ends with nothing enqueued (no commit for 20 ms, say).
             pressure.set(false)
-            #expect(await Self.eventually { ran.count == 1 }, "it ran once the pressure ended")
-            release.signal()
-            release.signal()
+            try await eventually(within: .seconds(20)) { ran.count == 1 }  // it ran once the pressure ended
         }
     }
 

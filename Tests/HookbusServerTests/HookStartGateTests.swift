@@ -14,14 +14,6 @@ struct HookStartGateTests {
         var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
     }
 
-    static func eventually(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            try #require(ContinuousClock.now < deadline, "condition not met in 10 s")
-            try await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
     @Test("the second hook starts seq 5 only once the first has entered it")
     func waitsForHigherRank() async throws {
         let gate = HookStartGate()
@@ -37,7 +29,7 @@ struct HookStartGateTests {
             try await Task.sleep(for: .milliseconds(50))
             #expect(!passed.isSet, "the second hook must wait for the first")
             gate.entered(rank: first, seq: 5)
-            try await Self.eventually { passed.isSet }
+            try await eventually { passed.isSet }
             try await group.waitForAll()
         }
         // A type the first hook does not take needs no wait.
@@ -67,7 +59,7 @@ struct HookStartGateTests {
             #expect(!passed.isSet, "seq 8 is launched by the first hook: the second waits for it")
             // Seq 7 failed: the run ends, 8...10 go back unstarted behind its retry.
             gate.unlaunched(rank: first, from: 8)
-            try await Self.eventually { passed.isSet }
+            try await eventually { passed.isSet }
             try await group.waitForAll()
         }
     }
@@ -84,11 +76,11 @@ struct HookStartGateTests {
                 await gate.waitTurn(seq: 3, rank: second, type: "t")
                 passed.set()
             }
-            try await Self.eventually { gate.waiting == 1 }
+            try await eventually { gate.waiting == 1 }
             gate.sweep()
             #expect(!passed.isSet, "not yet overdue")
             gate.sweep(now: .now + HookStartGate.maxWait)
-            try await Self.eventually { passed.isSet }
+            try await eventually { passed.isSet }
             try await group.waitForAll()
         }
     }
