@@ -129,6 +129,29 @@ struct StoreTests {
         try store.close()
     }
 
+    @Test("a row the insert skips with nothing stored under its (source, id) fails the append instead of passing for a duplicate",
+          arguments: [1, 3, 40])
+    func skippedRowIsNoDuplicate(batch: Int) throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        _ = try store.append([makeEvent(id: "before")])
+        // The insert is `OR IGNORE`, which would also skip a row for a reason
+        // other than a duplicate; a trigger stands in for such a reason.
+        try store.pool.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER skip_one BEFORE INSERT ON outbox WHEN NEW.id = 'skipped'
+                BEGIN SELECT RAISE(IGNORE); END
+                """)
+        }
+        var events = (0..<batch - 1).map { makeEvent(id: "e\($0)") }
+        events.insert(makeEvent(id: "skipped"), at: events.count / 2)
+        #expect(throws: StoreError.self) { try store.append(events) }
+        // The transaction was rolled back: only the earlier event is stored.
+        #expect(try store.eventCount() == 1)
+        try store.close()
+    }
+
     @Test("batches longer than one INSERT statement: every event's seq is its row's, duplicates (earlier, within, across statements) answered with the stored seq")
     func multiRowStatements() throws {
         let directory = try makeTemporaryDirectory()
