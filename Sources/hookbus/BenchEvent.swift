@@ -22,13 +22,16 @@ struct BenchEvent {
     private(set) var bytes: [UInt8]
     private let counterAt: Int
     private let timeAt: Int
+    private let randomIDs: Bool
 
     /// - Parameters:
     ///   - run: distinguishes this run's events (goes into `source`).
     ///   - connection: the producer connection, part of every `id`.
     ///   - size: the line length to aim for, in bytes; `pad` fills it up. The
     ///     line is never shorter than its fixed members (about 150 bytes).
-    init(run: String, connection: Int, size: Int) {
+    ///   - randomIDs: the counter in `id` is scattered (see `scattered`), as
+    ///     ids that are UUIDs arrive in no order; otherwise it counts up.
+    init(run: String, connection: Int, size: Int, randomIDs: Bool = false) {
         let head = #"{"specversion":"1.0","type":"\#(Self.type)","source":"/bench/\#(run)","id":"c\#(connection)-"#
         var line = Array(head.utf8)
         let counterAt = line.count
@@ -44,13 +47,32 @@ struct BenchEvent {
         self.bytes = line
         self.counterAt = counterAt
         self.timeAt = timeAt
+        self.randomIDs = randomIDs
+    }
+
+    /// `counter` moved to a place that looks random, one to one on
+    /// 0..<10^10: a four-round Feistel network on its two halves of five
+    /// digits (each round invertible, so no two counters share a place).
+    static func scattered(_ counter: Int) -> UInt64 {
+        let half: UInt64 = 100_000
+        var (left, right) = ((UInt64(counter) / half) % half, UInt64(counter) % half)
+        for round in UInt64(1)...4 {
+            // splitmix64's finalizer of the right half and the round.
+            var mixed = right &+ round &* 0x9E37_79B9_7F4A_7C15
+            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+            mixed ^= mixed >> 31
+            (left, right) = (right, (left + mixed % half) % half)
+        }
+        return left * half + right
     }
 
     /// Sets the event's counter (its `id`) and send time.
     mutating func set(counter: Int, sentAtRealtime: UInt64) {
-        let (counterAt, timeAt) = (self.counterAt, self.timeAt)
+        let (counterAt, timeAt, randomIDs) = (self.counterAt, self.timeAt, self.randomIDs)
         bytes.withUnsafeMutableBufferPointer { line in
-            Self.writeDigits(UInt64(counter), into: line, at: counterAt, width: Self.counterDigits)
+            Self.writeDigits(randomIDs ? Self.scattered(counter) : UInt64(counter), into: line, at: counterAt,
+                             width: Self.counterDigits)
             Self.writeDigits(sentAtRealtime, into: line, at: timeAt, width: Self.timeDigits)
         }
     }

@@ -51,6 +51,10 @@ struct BenchLoad: ParsableCommand {
     @Option(help: "Event size in bytes (the JSON line; data is padded to reach it).")
     var size: Int = 256
 
+    @Flag(name: .customLong("random-ids"),
+          help: "Give the events ids in random order, as UUIDs arrive, instead of counting up on each connection.")
+    var randomIDs = false
+
     @Option(help: "Events to send in all (instead of --duration).")
     var count: Int?
 
@@ -272,7 +276,7 @@ struct BenchLoad: ParsableCommand {
         return BenchReport(
             target: target.rawValue, address: target == .sqlite ? (db ?? "temporary file") : address.description,
             connections: connections, window: window, size: BenchEvent(run: run, connection: 0, size: size).bytes.count,
-            rate: rate, warmup: warmup, events: events,
+            randomIDs: randomIDs, rate: rate, warmup: warmup, events: events,
             seconds: lastReply > measureFrom ? Double(lastReply - measureFrom) / 1e9 : 0,
             sent: sent, refused: refused, ack: BenchLatencySummary(latency), e2e: e2eSummary, e2eVia: e2eVia, e2eMissing: e2eMissing,
             drain: drainReport, failures: failures, firstError: firstError)
@@ -283,7 +287,8 @@ struct BenchLoad: ParsableCommand {
         realtimeOffset: UInt64, run: String, count: Int?
     ) -> BenchPlan {
         BenchPlan(connection: index, window: window, count: count, stopSendingAt: stopSendingAt, start: start,
-                  measureFrom: measureFrom, interval: interval, realtimeOffset: realtimeOffset, run: run, size: size)
+                  measureFrom: measureFrom, interval: interval, realtimeOffset: realtimeOffset, run: run, size: size,
+                  randomIDs: randomIDs)
     }
 
     /// A fresh stream (and consumer group `bench` for --e2e) for this run.

@@ -18,6 +18,8 @@ struct BenchPlan: Sendable {
     var realtimeOffset: UInt64
     var run: String
     var size: Int
+    /// Event ids in random order instead of counting up.
+    var randomIDs = false
 }
 
 /// What one producer connection measured.
@@ -48,7 +50,7 @@ struct BenchProducer<Wire: BenchWire> {
         var result = BenchProducerResult()
         var wire = self.wire
         defer { self.wire = wire }
-        var event = BenchEvent(run: plan.run, connection: plan.connection, size: plan.size)
+        var event = BenchEvent(run: plan.run, connection: plan.connection, size: plan.size, randomIDs: plan.randomIDs)
         let window = plan.window
         var sentAt = [UInt64](repeating: 0, count: window)
         var out: [UInt8] = []

@@ -67,6 +67,7 @@ struct BenchReport {
     var connections: Int
     var window: Int
     var size: Int
+    var randomIDs: Bool
     var rate: Int?
     var warmup: Double
     /// Measured events acknowledged as stored, and the time they took.
@@ -94,6 +95,7 @@ struct BenchReport {
         out.key("connections"); out.int(connections)
         out.key("window"); out.int(window)
         out.key("size"); out.int(size)
+        out.key("random_ids"); out.bool(randomIDs)
         out.key("rate"); if let rate { out.int(rate) } else { out.null() }
         out.key("warmup_s"); out.double(warmup)
         out.key("events"); out.int(events)
@@ -126,7 +128,7 @@ struct BenchReport {
     var text: String {
         var lines: [String] = []
         let offered = rate.map { ", offered \($0)/s" } ?? ""
-        lines.append("\(target) at \(address): \(connections) connection(s) × window \(window), \(size)-byte events\(offered)")
+        lines.append("\(target) at \(address): \(connections) connection(s) × window \(window), \(size)-byte events\(randomIDs ? " with ids in random order" : "")\(offered)")
         lines.append(String(format: "  acknowledged  %d events in %.2fs = %.0f events/s", events, seconds, eventsPerSecond)
             + (refused > 0 ? " (\(refused) refused)" : ""))
         lines.append("  ack latency   \(ack.text)")

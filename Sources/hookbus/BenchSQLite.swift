@@ -68,7 +68,7 @@ struct BenchSQLite {
         defer { sqlite3_finalize(statement) }
 
         var result = BenchProducerResult()
-        var event = BenchEvent(run: plan.run, connection: 0, size: plan.size)
+        var event = BenchEvent(run: plan.run, connection: 0, size: plan.size, randomIDs: plan.randomIDs)
         let source = Array("/bench/\(plan.run)".utf8)
         let type = Array(BenchEvent.type.utf8)
         var id = Array("c0-0000000000".utf8)
@@ -84,7 +84,7 @@ struct BenchSQLite {
             try exec("BEGIN")
             for _ in 0..<rows {
                 event.set(counter: sent, sentAtRealtime: start &+ plan.realtimeOffset)
-                Self.setDigits(of: sent, in: &id)
+                Self.setDigits(of: plan.randomIDs ? Int(BenchEvent.scattered(sent)) : sent, in: &id)
                 for (index, text) in [id, source, type, time].enumerated() {
                     text.withUnsafeBytes { raw in
                         _ = sqlite3_bind_text(statement, Int32(index + 1), raw.baseAddress!.assumingMemoryBound(to: CChar.self),
