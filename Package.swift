@@ -24,7 +24,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
-        // sqlite3_config, which Swift cannot call (it is variadic).
+        // sqlite3_config, which Swift cannot call (it is variadic), and the WAL write-gathering VFS.
         .target(name: "CSQLiteSetup", linkerSettings: [.linkedLibrary("sqlite3")]),
         // The domain: events, validation, wire codec, outbox store, config, retry policy.
         // No sockets and no processes, so it can be tested and embedded on its own.

@@ -8,4 +8,10 @@
 /// already initialized (then nothing changed).
 int hookbus_sqlite_disable_memstatus(void);
 
+/// Registers the "hookbus" VFS as SQLite's default: the default VFS with the
+/// frames of each WAL transaction written with one pwrite (walvfs.c). Once
+/// per process; connections opened afterwards use it. Returns SQLITE_OK, or
+/// an error if it could not be registered (then nothing changed).
+int hookbus_sqlite_register_wal_vfs(void);
+
 #endif

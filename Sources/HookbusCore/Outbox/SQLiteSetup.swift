@@ -13,4 +13,19 @@ public enum SQLiteSetup {
     public static func apply() -> Bool { applied }
 
     private static let applied: Bool = hookbus_sqlite_disable_memstatus() == 0
+
+    /// The broker's own VFS (`Sources/CSQLiteSetup/walvfs.c`): the default
+    /// one, with the frames of each WAL transaction gathered into one write
+    /// instead of two writes a frame. The broker's connections use it; the
+    /// raw SQLite floor of `hookbus bench` does not (it measures stock
+    /// SQLite). Call after `apply()`, which must come before SQLite starts.
+    ///
+    /// True if it is SQLite's default VFS now.
+    @discardableResult
+    public static func gatherWALWrites() -> Bool {
+        apply()
+        return gathering
+    }
+
+    private static let gathering: Bool = hookbus_sqlite_register_wal_vfs() == 0
 }
