@@ -1,5 +1,5 @@
-// The "hookbus" VFS: SQLite's default VFS with the writes of each WAL
-// transaction gathered into one buffer and written with one pwrite.
+// The "hookbus" VFS: SQLite's default VFS with the frames SQLite appends to
+// a WAL in one transaction gathered into one buffer and written together.
 //
 // SQLite writes a WAL frame as two writes, its 24-byte header and then its
 // page, so the frames of a transaction straddle the kernel's page-cache pages
@@ -8,21 +8,28 @@
 // one by one, 12 µs gathered.
 //
 // What is buffered, and when it is written:
-// - Only files SQLite opens as a WAL (SQLITE_OPEN_WAL); every other file is
-//   the default VFS's, untouched.
-// - Only writes that continue the buffer exactly (the next offset). Any other
-//   write, any read, sync, truncate, size query, file control, mapping or
-//   close writes the buffer out first, so the file is never seen without it.
-// - The page after a commit frame's header (a header whose "database size
-//   after commit" field is not 0) ends a transaction: the buffer is written
-//   out with it, before SQLite publishes the transaction in the WAL index.
-//   Readers on other connections therefore never find a committed frame
-//   missing from the file, whatever `synchronous` is. With synchronous=FULL
-//   the sync that follows would write it out anyway.
-// - A failed write is returned by the call that wrote the buffer out (the
-//   commit frame's page, or the sync), inside the same transaction, so SQLite
-//   rolls it back as it would a failed write of its own (SQLITE_FULL for a
-//   full disk).
+// - Only files SQLite opens as a WAL (SQLITE_OPEN_WAL) on a device that
+//   overwrites safely (SQLITE_IOCAP_POWERSAFE_OVERWRITE, the default: no
+//   padding of the last frame to a sector); every other file is the default
+//   VFS's, untouched.
+// - Only whole frames appended at the end of the log: a 24-byte write at or
+//   past the furthest offset written so far (a new frame's header), and the
+//   write that follows it right behind (its page). Every other write (the WAL
+//   header, a page rewritten in place after a spill, the headers SQLite
+//   rewrites with new checksums, a write split at a sync point) writes the
+//   buffer out and then goes straight to the file.
+// - The page of a commit frame (a header whose "database size after commit"
+//   field is not 0) is the last frame SQLite writes before it publishes the
+//   transaction in the WAL index: the buffer is written out with it. Any
+//   read, sync, truncate, size query, file control, mapping or close writes
+//   the buffer out first too.
+// - Written out in pieces of 64 KiB: the default VFS writes at most
+//   128 KiB - 1 a call (it masks the length with 0x1ffff, so 128 KiB exactly
+//   would write nothing and read as a full disk).
+// - A failed write-out is returned by the call that did it. From a write or
+//   a sync it is SQLite's own kind of error (SQLITE_FULL for a full disk);
+//   from anything else it is SQLITE_IOERR_WRITE, which makes SQLite roll the
+//   whole transaction back.
 #include "CSQLiteSetup.h"
 #include <sqlite3.h>
 #include <pthread.h>
@@ -34,8 +41,10 @@ enum { WAL_FRAME_HEADER = 24, BUFFER_LIMIT = 1 << 20, WRITE_PIECE = 64 << 10 };
 typedef struct GatherFile {
     sqlite3_file base;
     sqlite3_file *real;           // the default VFS's file, stored right after this struct
-    int isWAL;
-    int flushAfterNextWrite;      // the last write was a commit frame's header
+    int gathers;                  // a WAL on a power-safe device
+    int pageFollows;              // the last write was a buffered frame header
+    int commitFollows;            // ... and it was a commit frame's
+    sqlite3_int64 appendFrom;     // the furthest offset written: new frames start here or later
     unsigned char *buffer;
     int capacity;
     int length;
@@ -49,15 +58,19 @@ static sqlite3_io_methods gatherMethods;
 static int writeOut(GatherFile *file) {
     int length = file->length;
     file->length = 0;
-    // In pieces: the default VFS writes at most 128 KiB - 1 a call (it masks
-    // the length with 0x1ffff, so 128 KiB exactly would write nothing and
-    // read as a full disk).
+    file->pageFollows = 0;
+    file->commitFollows = 0;
     for (int done = 0; done < length; done += WRITE_PIECE) {
         int piece = length - done < WRITE_PIECE ? length - done : WRITE_PIECE;
         int rc = file->real->pMethods->xWrite(file->real, file->buffer + done, piece, file->start + done);
         if (rc != SQLITE_OK) return rc;
     }
     return SQLITE_OK;
+}
+
+/// Before anything but a write or a sync: a failure rolls the transaction back.
+static int writeOutFirst(GatherFile *file) {
+    return writeOut(file) == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_WRITE;
 }
 
 static int gatherClose(sqlite3_file *base) {
@@ -71,44 +84,65 @@ static int gatherClose(sqlite3_file *base) {
 
 static int gatherRead(sqlite3_file *base, void *out, int amount, sqlite3_int64 offset) {
     GatherFile *file = (GatherFile *)base;
-    int rc = writeOut(file);
+    int rc = writeOutFirst(file);
     if (rc != SQLITE_OK) return rc;
     return file->real->pMethods->xRead(file->real, out, amount, offset);
 }
 
-static int isCommitHeader(const void *data, int amount) {
-    if (amount != WAL_FRAME_HEADER) return 0;
-    const unsigned char *header = data;
+static int isCommitHeader(const unsigned char *header) {
     return (header[4] | header[5] | header[6] | header[7]) != 0;
 }
 
 static int gatherWrite(sqlite3_file *base, const void *data, int amount, sqlite3_int64 offset) {
     GatherFile *file = (GatherFile *)base;
-    if (!file->isWAL) return file->real->pMethods->xWrite(file->real, data, amount, offset);
-    int endsTransaction = file->flushAfterNextWrite;  // this is a commit frame's page
-    file->flushAfterNextWrite = isCommitHeader(data, amount);
-    if (file->length > 0 && (offset != file->start + file->length || file->length + amount > file->capacity)) {
-        int rc = writeOut(file);
-        if (rc != SQLITE_OK) return rc;
+    if (!file->gathers) return file->real->pMethods->xWrite(file->real, data, amount, offset);
+    int rc;
+    sqlite3_int64 end = offset + amount;
+    if (file->pageFollows && offset == file->start + file->length && file->length + amount <= file->capacity) {
+        // The page of the frame whose header is buffered.
+        int commit = file->commitFollows;
+        file->pageFollows = 0;
+        file->commitFollows = 0;
+        memcpy(file->buffer + file->length, data, (size_t)amount);
+        file->length += amount;
+        if (end > file->appendFrom) file->appendFrom = end;
+        return commit ? writeOut(file) : SQLITE_OK;
     }
-    if (file->buffer == NULL && amount <= BUFFER_LIMIT) {
-        file->buffer = malloc(BUFFER_LIMIT);
-        file->capacity = file->buffer != NULL ? BUFFER_LIMIT : 0;
+    if (amount == WAL_FRAME_HEADER && offset >= file->appendFrom && offset > 0) {
+        // A new frame's header, appended.
+        if (file->length > 0 && (file->pageFollows || offset != file->start + file->length)) {
+            if ((rc = writeOut(file)) != SQLITE_OK) return rc;
+        }
+        if (file->buffer == NULL) {
+            file->buffer = malloc(BUFFER_LIMIT);
+            file->capacity = file->buffer != NULL ? BUFFER_LIMIT : 0;
+        }
+        // Room for the header and a page of the largest size (64 KiB).
+        if (file->length + WAL_FRAME_HEADER + 65536 > file->capacity && file->length > 0) {
+            if ((rc = writeOut(file)) != SQLITE_OK) return rc;
+        }
+        if (WAL_FRAME_HEADER + 65536 <= file->capacity) {
+            if (file->length == 0) file->start = offset;
+            memcpy(file->buffer + file->length, data, (size_t)amount);
+            file->length += amount;
+            file->pageFollows = 1;
+            file->commitFollows = isCommitHeader(data);
+            if (end > file->appendFrom) file->appendFrom = end;
+            return SQLITE_OK;
+        }
     }
-    if (amount > file->capacity) {
-        // Larger than the buffer (or no memory for one): written at once; the buffer is empty.
-        return file->real->pMethods->xWrite(file->real, data, amount, offset);
-    }
-    if (file->length == 0) file->start = offset;
-    memcpy(file->buffer + file->length, data, (size_t)amount);
-    file->length += amount;
-    return endsTransaction ? writeOut(file) : SQLITE_OK;
+    // Anything else goes to the file at once, after what is buffered.
+    if ((rc = writeOut(file)) != SQLITE_OK) return rc;
+    if (offset == 0) file->appendFrom = 0;  // the WAL header: the log starts again
+    if (end > file->appendFrom) file->appendFrom = end;
+    return file->real->pMethods->xWrite(file->real, data, amount, offset);
 }
 
 static int gatherTruncate(sqlite3_file *base, sqlite3_int64 size) {
     GatherFile *file = (GatherFile *)base;
-    int rc = writeOut(file);
+    int rc = writeOutFirst(file);
     if (rc != SQLITE_OK) return rc;
+    if (file->appendFrom > size) file->appendFrom = size;
     return file->real->pMethods->xTruncate(file->real, size);
 }
 
@@ -121,7 +155,7 @@ static int gatherSync(sqlite3_file *base, int flags) {
 
 static int gatherFileSize(sqlite3_file *base, sqlite3_int64 *size) {
     GatherFile *file = (GatherFile *)base;
-    int rc = writeOut(file);
+    int rc = writeOutFirst(file);
     if (rc != SQLITE_OK) return rc;
     return file->real->pMethods->xFileSize(file->real, size);
 }
@@ -143,7 +177,7 @@ static int gatherCheckReservedLock(sqlite3_file *base, int *out) {
 
 static int gatherFileControl(sqlite3_file *base, int op, void *argument) {
     GatherFile *file = (GatherFile *)base;
-    int rc = writeOut(file);
+    int rc = writeOutFirst(file);
     if (rc != SQLITE_OK) return rc;
     if (op == SQLITE_FCNTL_VFSNAME) {
         // Say which VFS this is, as SQLite's own shims do.
@@ -188,7 +222,7 @@ static int gatherShmUnmap(sqlite3_file *base, int delete) {
 
 static int gatherFetch(sqlite3_file *base, sqlite3_int64 offset, int amount, void **out) {
     GatherFile *file = (GatherFile *)base;
-    int rc = writeOut(file);
+    int rc = writeOutFirst(file);
     if (rc != SQLITE_OK) return rc;
     return file->real->pMethods->xFetch(file->real, offset, amount, out);
 }
@@ -209,13 +243,14 @@ static int gatherOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *base, in
         return rc;
     }
     // The default VFS's files are version 3 (shared memory, memory mapping);
-    // a file of an older version keeps its own methods.
+    // anything older is refused rather than half wrapped.
     if (file->real->pMethods->iVersion < 3) {
         file->real->pMethods->xClose(file->real);
         file->base.pMethods = NULL;
         return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
     }
-    file->isWAL = (flags & SQLITE_OPEN_WAL) != 0;
+    file->gathers = (flags & SQLITE_OPEN_WAL) != 0
+        && (file->real->pMethods->xDeviceCharacteristics(file->real) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
     file->base.pMethods = &gatherMethods;
     return rc;
 }

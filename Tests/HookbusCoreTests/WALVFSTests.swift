@@ -33,6 +33,39 @@ struct WALVFSTests {
         }
     }
 
+    @Test("a transaction that spills pages and changes them again is whole in the files the moment it commits (a crash then loses nothing)")
+    func spilledTransactionIsWholeOnDisk() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = Self.databasePath(in: directory)
+            // NORMAL: no sync after the commit writes the buffer out for us.
+            let store = try Store(path: path, durability: .normal)
+            try store.pool.writeWithoutTransaction { db in
+                // No checkpoint, whose reads would write the buffer out; a small
+                // page cache, so the transaction spills and SQLite rewrites
+                // frames it already wrote (and then their checksums).
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = 50")
+            }
+            _ = try store.append([makeEvent(id: "first")])
+            let pad = String(repeating: "s", count: 1_500)
+            let batch = (0..<600).map { makeEvent(id: "big-\($0)", data: #"{"n":\#($0),"pad":"\#(pad)"}"#) }
+            _ = try store.append(batch)
+
+            // What a crash would leave: the database and its WAL as they are on
+            // disk now, without the shared-memory index, which recovery rebuilds
+            // from the WAL's frames and checksums.
+            let copy = directory.appendingPathComponent("crashed.db").path
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            try FileManager.default.copyItem(atPath: path + "-wal", toPath: copy + "-wal")
+            let recovered = try DatabaseQueue(path: copy)
+            let count = try recovered.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox WHERE id != ''") ?? 0 }
+            let stored = try store.eventCount()
+            #expect(count == stored, "recovered \(count) of \(stored) stored events")
+            #expect(stored >= 601)
+            try recovered.close()
+            try store.close()
+        }
+    }
+
     @Test("with synchronous = NORMAL (no sync to write the buffer out), a reader sees each commit at once, every byte of it",
           arguments: [Durability.normal, .full])
     func readerSeesEveryCommit(durability: Durability) async throws {
