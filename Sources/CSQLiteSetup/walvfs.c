@@ -18,11 +18,18 @@
 //   header, a page rewritten in place after a spill, the headers SQLite
 //   rewrites with new checksums, a write split at a sync point) writes the
 //   buffer out and then goes straight to the file.
-// - The page of a commit frame (a header whose "database size after commit"
-//   field is not 0) is the last frame SQLite writes before it publishes the
-//   transaction in the WAL index: the buffer is written out with it. Any
-//   read, sync, truncate, size query, file control, mapping or close writes
-//   the buffer out first too.
+// - The buffer is written out with the page of a commit frame (a header
+//   whose "database size after commit" field is not 0), the last frame SQLite
+//   appends before it publishes the transaction in the WAL index. What SQLite
+//   writes after it (headers with new checksums after a spill) goes straight
+//   to the file. Any read, sync, truncate, size query, file control, mapping
+//   or close writes the buffer out first too.
+// - One writer: the buffer belongs to one file handle. After a transaction
+//   that failed, dead frames may stay buffered until that handle's next call;
+//   were another connection to write the WAL meanwhile, they could land over
+//   its frames. hookbus has one writer connection and a lock file against a
+//   second broker; the buffer is not written out when the write lock is
+//   given up, so do not use this VFS where two connections write.
 // - Written out in pieces of 64 KiB: the default VFS writes at most
 //   128 KiB - 1 a call (it masks the length with 0x1ffff, so 128 KiB exactly
 //   would write nothing and read as a full disk).
@@ -142,8 +149,9 @@ static int gatherTruncate(sqlite3_file *base, sqlite3_int64 size) {
     GatherFile *file = (GatherFile *)base;
     int rc = writeOutFirst(file);
     if (rc != SQLITE_OK) return rc;
-    if (file->appendFrom > size) file->appendFrom = size;
-    return file->real->pMethods->xTruncate(file->real, size);
+    rc = file->real->pMethods->xTruncate(file->real, size);
+    if (rc == SQLITE_OK && file->appendFrom > size) file->appendFrom = size;
+    return rc;
 }
 
 static int gatherSync(sqlite3_file *base, int flags) {
@@ -249,8 +257,12 @@ static int gatherOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *base, in
         file->base.pMethods = NULL;
         return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
     }
-    file->gathers = (flags & SQLITE_OPEN_WAL) != 0
-        && (file->real->pMethods->xDeviceCharacteristics(file->real) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
+    // SQLite pads the last frame to a sector (and splits a write at a sync
+    // point) when the database file lacks power-safe overwrite: by default it
+    // has it, unless the database was opened with the URI parameter psow=0.
+    file->gathers = (flags & SQLITE_OPEN_WAL) != 0 && name != NULL
+        && (file->real->pMethods->xDeviceCharacteristics(file->real) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0
+        && sqlite3_uri_boolean(sqlite3_filename_database(name), "psow", 1);
     file->base.pMethods = &gatherMethods;
     return rc;
 }
