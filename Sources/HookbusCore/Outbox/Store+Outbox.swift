@@ -20,9 +20,9 @@ extension Store {
     /// could) needs a statement journal, a copy of every page the statement
     /// changes, so SQLite can undo just that statement. Under `OR IGNORE` no
     /// constraint aborts, so there is none. For the multi-row insert that
-    /// copy cost 6–17 % of ingest at 4 × 64, and with ids in random order
-    /// (UUIDs) it outgrew memory and went to a temporary file on every
-    /// statement: 70–92k → 105–113k events/s. The columns are never NULL
+    /// copy cost up to a tenth of ingest at 4 × 64, and with ids in random
+    /// order (UUIDs) it outgrew memory and went to a temporary file on every
+    /// statement: 37–39k → 42–45k events/s. The columns are never NULL
     /// (every value is bound from a non-optional but `subject`); a row that
     /// is skipped all the same is not taken for a duplicate (`storedSeq`).
     static let insertSQL = """
