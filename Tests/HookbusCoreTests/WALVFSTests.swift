@@ -66,7 +66,7 @@ struct WALVFSTests {
         }
     }
 
-    @Test("with synchronous = NORMAL (no sync to write the buffer out), a reader sees each commit at once, every byte of it",
+    @Test("under synchronous = NORMAL (no sync writes the buffer out) and FULL, a reader sees each commit at once, every byte of it",
           arguments: [Durability.normal, .full])
     func readerSeesEveryCommit(durability: Durability) async throws {
         try await withTemporaryDirectory { directory in
