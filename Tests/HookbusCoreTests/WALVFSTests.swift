@@ -28,7 +28,7 @@ struct WALVFSTests {
     func inUse() async throws {
         try await withTemporaryDirectory { directory in
             let store = try Store(path: Self.databasePath(in: directory), durability: .full)
-            #expect(Self.vfsName(store).hasPrefix("hookbus"))
+            #expect(Self.vfsName(store) == "hookbus/unix")
             try store.close()
         }
     }
