@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 import HookbusCore
-import HookbusServer
+@testable import HookbusServer
 import Logging
 import Synchronization
 import Testing
@@ -71,6 +71,21 @@ struct DispatchEmbeddedHookTests {
         }, hooks: [EmbeddedRecordingHook.self, EmbeddedRecordingLateHook.self])
         defer { rig.tearDown() }
         let expected = ["sub-test-throwing", "sub-test-hanging", "sub-test-recording", "sub-test-recording-late"]
+        // The gate ranks the hooks in the registry's order, whatever the config's.
+        let ranks = Dictionary(uniqueKeysWithValues: rig.dispatcher.runners.compactMap { runner in
+            (runner.deliverer as? HookDeliverer).map { (runner.subscriber.name, $0.rank) }
+        })
+        #expect(expected.map { ranks[$0] } == [0, 1, 2, 3], "\(ranks)")
+        // At each hook's start, the gate must say it may start: every hook ranked
+        // above it has entered its `handle` for this event (or has passed it, or
+        // is too busy to take it). The order in which the hooks' first lines
+        // then run is up to the threads: the one let go may run before the one
+        // that let it go has reached its first line, so that order is not checked.
+        let gate = rig.dispatcher.gate
+        EmbeddedHookProbe.shared.check(probe) { subscriber, seq, type in
+            guard let rank = ranks[subscriber] else { return false }
+            return gate.allowsStart(seq: seq, rank: rank, type: type)
+        }
         try await rig.run {
             var wrong: [String] = []
             for round in 0..<Self.orderRounds {
@@ -79,10 +94,11 @@ struct DispatchEmbeddedHookTests {
                     try EmbeddedHookProbe.shared.starts(probe).filter { $0.seq == seq }.count == 4
                         && rig.store.deadLetterCount(for: "sub-test-hanging") == round + 1
                 }
-                let order = EmbeddedHookProbe.shared.starts(probe).filter { $0.seq == seq }.sorted { $0.order < $1.order }
-                if order.map(\.subscriber) != expected { wrong.append("seq \(seq): \(order.map(\.subscriber))") }
+                let starts = EmbeddedHookProbe.shared.starts(probe).filter { $0.seq == seq }.sorted { $0.order < $1.order }
+                let early = starts.filter { $0.allowed != true }
+                if !early.isEmpty { wrong.append("seq \(seq): \(early.map(\.subscriber)) started before their turn") }
             }
-            #expect(wrong.isEmpty, "\(wrong.count) of \(Self.orderRounds) events started their hooks out of order: \(wrong)")
+            #expect(wrong.isEmpty, "\(wrong.count) of \(Self.orderRounds) events started hooks out of order: \(wrong)")
         }
     }
 
@@ -296,19 +312,29 @@ final class EmbeddedHookProbe: Sendable {
         var database: String
         /// Global start order.
         var order: Int
+        /// What the probe's check said at the start (nil: no check).
+        var allowed: Bool?
 
         var description: String { "\(subscriber)#\(seq).\(attempt)" }
     }
 
     static let shared = EmbeddedHookProbe()
     private let state = Mutex<(next: Int, starts: [String: [Start]])>((0, [:]))
+    typealias Check = @Sendable (_ subscriber: String, _ seq: Int64, _ type: String) -> Bool
+    private let checks = Mutex<[String: Check]>([:])
+
+    /// Asks `check` at every start recorded under `probe`.
+    func check(_ probe: String, _ check: @escaping Check) {
+        checks.withLock { $0[probe] = check }
+    }
 
     func started(_ probe: String, _ event: StoredEvent, _ context: HookContext) {
+        let allowed = checks.withLock { $0[probe] }.map { $0(context.subscriber, event.seq, event.type) }
         state.withLock { state in
             state.next += 1
             state.starts[probe, default: []].append(Start(
                 subscriber: context.subscriber, seq: event.seq, attempt: context.attempt,
-                database: context.config.databasePath, order: state.next))
+                database: context.config.databasePath, order: state.next, allowed: allowed))
         }
     }
 

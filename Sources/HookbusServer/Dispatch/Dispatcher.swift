@@ -17,7 +17,7 @@ public final class Dispatcher: Service {
     /// The hooks of hook subscribers, whose `run()` lasts as long as dispatch.
     private let hooks: [any Hook]
     /// Makes the hooks woken by one event start in priority order.
-    private let gate: HookStartGate
+    let gate: HookStartGate
     /// Times out deliveries (swept with the gate).
     let deadlines: Deadlines
     private let committer: Committer

@@ -77,6 +77,12 @@ final class HookStartGate: Sendable {
         return true
     }
 
+    /// Whether the hook of `rank` may start its first attempt at `seq` now:
+    /// what `waitTurn` waits for (tests check it at every start).
+    func allowsStart(seq: Int64, rank: Int, type: String) -> Bool {
+        state.withLock { Self.ready($0.lanes, seq: seq, rank: rank, type: type) }
+    }
+
     /// Waits registered and not let go yet.
     var waiting: Int { state.withLock { $0.waiters.count } }
 

@@ -30,7 +30,7 @@ final class SubscriberRunner: Sendable {
     let stats: SubscriberStats
     private let store: Store
     private let committer: Committer
-    private let deliverer: any Deliverer
+    let deliverer: any Deliverer
     /// The same deliverer if it takes runs (in-process hooks).
     private let runs: (any RunDeliverer)?
     private let limiter: InflightLimiter
