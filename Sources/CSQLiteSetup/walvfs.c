@@ -8,10 +8,12 @@
 // one by one, 12 µs gathered.
 //
 // What is buffered, and when it is written:
-// - Only files SQLite opens as a WAL (SQLITE_OPEN_WAL) on a device that
-//   overwrites safely (SQLITE_IOCAP_POWERSAFE_OVERWRITE, the default: no
-//   padding of the last frame to a sector); every other file is the default
-//   VFS's, untouched.
+// - Only the WAL of a database the broker named (hookbus_sqlite_gather_wal_of:
+//   its Store), on a device that overwrites safely
+//   (SQLITE_IOCAP_POWERSAFE_OVERWRITE, the default: no padding of the last
+//   frame to a sector). The VFS is the process's default, so every other file
+//   (another database of a program that embeds hookbus, journals, temporary
+//   files) goes through it too, untouched.
 // - Only whole frames appended at the end of the log: a 24-byte write at or
 //   past the furthest offset written so far (a new frame's header), and the
 //   write that follows it right behind (its page). Every other write (the WAL
@@ -39,6 +41,7 @@
 //   whole transaction back.
 #include "CSQLiteSetup.h"
 #include <sqlite3.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,11 +61,82 @@ typedef struct GatherFile {
     sqlite3_int64 start;          // file offset of buffer[0]
 } GatherFile;
 
+// The databases whose WAL is gathered, as canonical paths.
+static pthread_mutex_t databasesLock = PTHREAD_MUTEX_INITIALIZER;
+static char **databases;
+static int databaseCount;
+
+/// `path` with its directory resolved (realpath), so that the broker's path and
+/// the full path SQLite makes of it compare equal; NULL if the directory is not
+/// there. The caller frees it.
+static char *canonicalPath(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dirLength = slash ? (size_t)(slash - path) : 0;
+    char *dir = malloc(dirLength + 2);
+    if (dir == NULL) return NULL;
+    if (slash == NULL) strcpy(dir, ".");
+    else if (dirLength == 0) strcpy(dir, "/");
+    else { memcpy(dir, path, dirLength); dir[dirLength] = 0; }
+    char resolved[PATH_MAX];
+    char *ok = realpath(dir, resolved);
+    free(dir);
+    if (ok == NULL) return NULL;
+    size_t length = strlen(resolved) + 1 + strlen(base) + 1;
+    char *out = malloc(length);
+    if (out == NULL) return NULL;
+    strcpy(out, resolved);
+    if (strcmp(resolved, "/") != 0) strcat(out, "/");
+    strcat(out, base);
+    return out;
+}
+
+int hookbus_sqlite_gather_wal_of(const char *databasePath) {
+    char *path = canonicalPath(databasePath);
+    if (path == NULL) return SQLITE_CANTOPEN;
+    pthread_mutex_lock(&databasesLock);
+    for (int index = 0; index < databaseCount; index++) {
+        if (strcmp(databases[index], path) == 0) {
+            pthread_mutex_unlock(&databasesLock);
+            free(path);
+            return SQLITE_OK;
+        }
+    }
+    char **grown = realloc(databases, sizeof(char *) * (size_t)(databaseCount + 1));
+    if (grown == NULL) {
+        pthread_mutex_unlock(&databasesLock);
+        free(path);
+        return SQLITE_NOMEM;
+    }
+    databases = grown;
+    databases[databaseCount++] = path;
+    pthread_mutex_unlock(&databasesLock);
+    return SQLITE_OK;
+}
+
+int hookbus_sqlite_gathers_wal_of(const char *databasePath) {
+    char *path = canonicalPath(databasePath);
+    if (path == NULL) return 0;
+    int found = 0;
+    pthread_mutex_lock(&databasesLock);
+    for (int index = 0; index < databaseCount && !found; index++) found = strcmp(databases[index], path) == 0;
+    pthread_mutex_unlock(&databasesLock);
+    free(path);
+    return found;
+}
+
 static sqlite3_vfs *defaultVFS;
 static sqlite3_vfs gatherVFS;
 static sqlite3_io_methods gatherMethods;
 
+static long long gatheredWrites;  // write-outs of a non-empty buffer, for tests
+
+long long hookbus_sqlite_gathered_writes(void) {
+    return __atomic_load_n(&gatheredWrites, __ATOMIC_RELAXED);
+}
+
 static int writeOut(GatherFile *file) {
+    if (file->length > 0) __atomic_fetch_add(&gatheredWrites, 1, __ATOMIC_RELAXED);
     int length = file->length;
     file->length = 0;
     file->pageFollows = 0;
@@ -262,7 +336,8 @@ static int gatherOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *base, in
     // has it, unless the database was opened with the URI parameter psow=0.
     file->gathers = (flags & SQLITE_OPEN_WAL) != 0 && name != NULL
         && (file->real->pMethods->xDeviceCharacteristics(file->real) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0
-        && sqlite3_uri_boolean(sqlite3_filename_database(name), "psow", 1);
+        && sqlite3_uri_boolean(sqlite3_filename_database(name), "psow", 1)
+        && hookbus_sqlite_gathers_wal_of(sqlite3_filename_database(name));
     file->base.pMethods = &gatherMethods;
     return rc;
 }

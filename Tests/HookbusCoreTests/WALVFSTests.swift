@@ -24,12 +24,30 @@ struct WALVFSTests {
         }
     }
 
-    @Test("the broker's connections use it")
+    @Test("the broker's database has its WAL writes gathered; another database in the same process does not")
     func inUse() async throws {
         try await withTemporaryDirectory { directory in
-            let store = try Store(path: Self.databasePath(in: directory), durability: .full)
+            let path = Self.databasePath(in: directory)
+            let store = try Store(path: path, durability: .full)
             #expect(Self.vfsName(store) == "hookbus/unix")
+            #expect(SQLiteSetup.gathersWALWrites(of: path))
+            // The same file named another way is the same database.
+            #expect(SQLiteSetup.gathersWALWrites(of: directory.path + "/./hookbus.db"))
+            let before = SQLiteSetup.gatheredWriteOuts
+            _ = try store.append([makeEvent(id: "gathered")])
+            #expect(SQLiteSetup.gatheredWriteOuts > before, "the commit's frames went out as one buffer")
             try store.close()
+
+            // A program that embeds hookbus keeps stock SQLite for its own databases.
+            let other = directory.appendingPathComponent("other.db").path
+            #expect(!SQLiteSetup.gathersWALWrites(of: other))
+            let queue = try DatabaseQueue(path: other)
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+                try db.execute(sql: "CREATE TABLE t (x)")
+                for index in 0..<20 { try db.execute(sql: "INSERT INTO t VALUES (?)", arguments: [index]) }
+            }
+            try queue.close()
         }
     }
 

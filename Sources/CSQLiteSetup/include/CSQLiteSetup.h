@@ -14,4 +14,17 @@ int hookbus_sqlite_disable_memstatus(void);
 /// an error if it could not be registered (then nothing changed).
 int hookbus_sqlite_register_wal_vfs(void);
 
+/// The WAL of the database at `databasePath` (relative or absolute) is
+/// gathered from now on; every other file goes through the VFS untouched.
+/// Call before opening it. Returns SQLITE_OK, or an error if its directory
+/// cannot be resolved (then it is not gathered).
+int hookbus_sqlite_gather_wal_of(const char *databasePath);
+
+/// 1 if the WAL of the database at `databasePath` is gathered, else 0.
+int hookbus_sqlite_gathers_wal_of(const char *databasePath);
+
+/// How many times a buffer of gathered WAL writes was written out, in this
+/// process (for tests).
+long long hookbus_sqlite_gathered_writes(void);
+
 #endif

@@ -28,4 +28,20 @@ public enum SQLiteSetup {
     }
 
     private static let gathering: Bool = hookbus_sqlite_register_wal_vfs() == 0
+
+    /// Gathers the WAL writes of the database at `path` (the broker's own),
+    /// and of no other: a program that embeds hookbus keeps stock SQLite for
+    /// its own databases. Call before opening it. True if it will be gathered.
+    @discardableResult
+    public static func gatherWALWrites(of path: String) -> Bool {
+        gatherWALWrites() && hookbus_sqlite_gather_wal_of(path) == 0
+    }
+
+    /// Buffers of gathered WAL writes written out so far in this process.
+    static var gatheredWriteOuts: Int64 { hookbus_sqlite_gathered_writes() }
+
+    /// Whether the WAL writes of the database at `path` are gathered.
+    public static func gathersWALWrites(of path: String) -> Bool {
+        hookbus_sqlite_gathers_wal_of(path) != 0
+    }
 }

@@ -19,7 +19,7 @@ public final class Store: Sendable {
     private let damageNote = Mutex<String?>(nil)
 
     public init(path: String, durability: Durability = .full, exclusive: Bool = true) throws(StoreError) {
-        SQLiteSetup.gatherWALWrites()
+        SQLiteSetup.gatherWALWrites(of: path)
         self.path = path
         self.durability = durability
         self.lock = exclusive ? try LockFile(path: path + ".lock", purpose: "database \(path)") : nil
