@@ -8,10 +8,12 @@
 /// already initialized (then nothing changed).
 int hookbus_sqlite_disable_memstatus(void);
 
-/// Registers the "hookbus" VFS as SQLite's default: the default VFS with the
-/// frames of each WAL transaction written with one pwrite (walvfs.c). Once
-/// per process; connections opened afterwards use it. Returns SQLITE_OK, or
-/// an error if it could not be registered (then nothing changed).
+/// Registers the "hookbus" VFS as SQLite's default: the default VFS, with the
+/// frames of each WAL transaction written together for the databases named
+/// by hookbus_sqlite_gather_wal_of, and every other file untouched
+/// (walvfs.c). Once per process; connections opened afterwards use it.
+/// Returns SQLITE_OK, or an error if it could not be registered (then
+/// nothing changed).
 int hookbus_sqlite_register_wal_vfs(void);
 
 /// The WAL of the database at `databasePath` (relative or absolute) is

@@ -14,34 +14,27 @@ public enum SQLiteSetup {
 
     private static let applied: Bool = hookbus_sqlite_disable_memstatus() == 0
 
-    /// The broker's own VFS (`Sources/CSQLiteSetup/walvfs.c`): the default
-    /// one, with the frames of each WAL transaction gathered into one write
-    /// instead of two writes a frame. The broker's connections use it; the
-    /// raw SQLite floor of `hookbus bench` does not (it measures stock
-    /// SQLite). Call after `apply()`, which must come before SQLite starts.
-    ///
-    /// True if it is SQLite's default VFS now.
-    @discardableResult
-    public static func gatherWALWrites() -> Bool {
-        apply()
-        return gathering
-    }
-
-    private static let gathering: Bool = hookbus_sqlite_register_wal_vfs() == 0
-
-    /// Gathers the WAL writes of the database at `path` (the broker's own),
-    /// and of no other: a program that embeds hookbus keeps stock SQLite for
-    /// its own databases. Call before opening it. True if it will be gathered.
+    /// Gathers the WAL writes of the database at `path` (the broker's own)
+    /// through the broker's VFS (`Sources/CSQLiteSetup/walvfs.c`): each WAL
+    /// transaction's frames in one write instead of two writes a frame. The
+    /// VFS becomes SQLite's default (after `apply()`, which must come before
+    /// SQLite starts), but every other database goes through it untouched: a
+    /// program that embeds hookbus keeps stock SQLite for its own, and so does
+    /// the raw floor of `hookbus bench`. Call before opening the database.
+    /// True if its WAL will be gathered.
     @discardableResult
     public static func gatherWALWrites(of path: String) -> Bool {
-        gatherWALWrites() && hookbus_sqlite_gather_wal_of(path) == 0
+        apply()
+        return registered && hookbus_sqlite_gather_wal_of(path) == 0
     }
+
+    private static let registered: Bool = hookbus_sqlite_register_wal_vfs() == 0
 
     /// Buffers of gathered WAL writes written out so far in this process.
     static var gatheredWriteOuts: Int64 { hookbus_sqlite_gathered_writes() }
 
     /// Whether the WAL writes of the database at `path` are gathered.
-    public static func gathersWALWrites(of path: String) -> Bool {
+    static func gathersWALWrites(of path: String) -> Bool {
         hookbus_sqlite_gathers_wal_of(path) != 0
     }
 }
