@@ -70,4 +70,20 @@ struct RecentEventsTests {
         #expect(small.events(after: 1, limit: 10)?.map(\.seq) == [2])
         #expect(small.events(after: 0, limit: 10) == nil)
     }
+
+    @Test("a dropped submission is freed when it is dropped, not later all at once")
+    func droppedEventsAreFreedAsTheyGo() {
+        // Thousands of dropped events freed in one go took milliseconds on the
+        // committer's thread, and every event that came meanwhile waited.
+        let recent = RecentEvents(capacity: 50, maxBytes: 1 << 20)
+        var peak = 0
+        for seq in Int64(1)...2_000 {
+            let event = makeEvent(id: "e\(seq)")
+            recent.committed([([event], [.stored(seq: seq, id: event.id)])], after: seq - 1, through: seq)
+            peak = max(peak, recent.heldEvents)
+        }
+        #expect(recent.count == 50)
+        #expect(peak == 50, "events held at most: \(peak)")
+        #expect(recent.events(after: 1_950, limit: 100)?.map(\.seq) == Array(1_951...2_000))
+    }
 }

@@ -73,8 +73,13 @@ public final class RecentEvents: Sendable {
                 chunks.append(Chunk(events: kept.map(\.0), outcomes: kept.map(\.1), last: last, stored: stored, bytes: bytes))
             }
         }
+        // The events dropped here are freed after the lock, a few with each
+        // commit: kept in the array until it is compacted, they were all freed
+        // at once (thousands of events, milliseconds on the committer's thread).
+        var dropped: [Chunk] = []
         state.withLock { state in
             if before != state.high || state.high < 0 {
+                dropped.append(contentsOf: state.chunks[state.head...])
                 state.chunks.removeAll(keepingCapacity: true)
                 state.head = 0
                 state.stored = 0
@@ -92,6 +97,9 @@ public final class RecentEvents: Sendable {
                 state.stored -= oldest.stored
                 state.bytes -= oldest.bytes
                 state.coveredAfter = oldest.last
+                // An empty chunk stays in its place until the array is compacted.
+                state.chunks[state.head] = Chunk(events: [], outcomes: [], last: oldest.last, stored: 0, bytes: 0)
+                dropped.append(oldest)
                 state.head += 1
             }
             if state.head > 64 && state.head * 2 > state.chunks.count {
@@ -139,4 +147,8 @@ public final class RecentEvents: Sendable {
 
     /// Events kept right now.
     public var count: Int { state.withLock { $0.stored } }
+
+    /// Events the array still holds in memory, kept or dropped (for tests:
+    /// dropped ones must be freed as they go, not when the array is compacted).
+    var heldEvents: Int { state.withLock { $0.chunks.reduce(0) { $0 + $1.events.count } } }
 }
