@@ -125,6 +125,8 @@ public final class Committer: Sendable {
         case .inline?:
             write([submission])
             handOff()
+            // Not on the caller's thread: its acknowledgement may not be out yet.
+            if store.checkpointFinishDue { queue.async { self.store.finishCheckpointIfDue() } }
         case .queue?:
             queue.async { self.drain() }
         case .queued?:
@@ -181,6 +183,8 @@ public final class Committer: Sendable {
     private func drain() {
         while let group = take() {
             write(group)
+            // Between transactions, once the group's completions are out.
+            store.finishCheckpointIfDue()
         }
     }
 

@@ -17,6 +17,8 @@ public final class Store: Sendable {
     public let pool: DatabasePool
     private let lock: LockFile?
     private let damageNote = Mutex<String?>(nil)
+    /// Checkpoints off the committer's thread (`Checkpointer`).
+    let checkpointer: Checkpointer
 
     public init(path: String, durability: Durability = .full, exclusive: Bool = true) throws(StoreError) {
         SQLiteSetup.gatherWALWrites(of: path)
@@ -57,6 +59,9 @@ public final class Store: Sendable {
                 if let maxPages { _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(maxPages)") }
             }
             try Migrations.migrator.migrate(pool)
+            let checkpointer = Checkpointer(path: path, durability: durability)
+            pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
+            self.checkpointer = checkpointer
             self.pool = pool
         } catch let error as StoreError {
             throw error  // ours already says what to do
@@ -103,12 +108,25 @@ public final class Store: Sendable {
         try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
+    /// After a commit, on the writer's thread: finishes a checkpoint that a
+    /// background round left almost done, if one is (`Checkpointer`).
+    public func finishCheckpointIfDue() {
+        checkpointer.finishIfDue(pool)
+    }
+
+    /// Whether `finishCheckpointIfDue` has something to do.
+    public var checkpointFinishDue: Bool { checkpointer.finishDue }
+
     /// Closes every connection. Later calls fail.
     public func close() throws {
         defer { lock?.release() }
+        checkpointer.close()
         // Fold the WAL into the main file, so a stopped broker leaves one
         // self-contained file (a copy of it alone is a whole backup).
-        _ = try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        _ = try pool.writeWithoutTransaction { db in
+            checkpointer.uninstall(from: db)
+            return try db.checkpoint(.truncate)
+        }
         try pool.close()
     }
 }
