@@ -21,9 +21,13 @@ import Synchronization
 ///   WAL is `finishAt` pages long, after a round, the committer finishes it
 ///   between two transactions (`finishIfDue`): it copies the few pages
 ///   committed during the round and fsyncs, and the next transaction starts
-///   the WAL over;
-/// - at `fallbackAt` pages (the rounds fell behind, or a reader holds an old
-///   snapshot) the writer checkpoints in the commit, as SQLite would.
+///   the WAL over. A reader in the middle of a read can keep the WAL from
+///   starting over (or the finish from copying all of it): the committer
+///   then tries again after each group until the WAL has started over, as
+///   SQLite's own checkpoint tries after each commit;
+/// - at `fallbackAt` pages (the rounds fell behind, writes came from outside
+///   the committer, or a reader holds an old snapshot) the writer checkpoints
+///   in the commit, as SQLite would.
 ///
 /// Nothing here decides what is durable: the WAL holds every committed page
 /// until a checkpoint has copied and synced it, as with SQLite's own.
@@ -53,17 +57,17 @@ final class Checkpointer: Sendable {
         var closed = false
         /// The hook's context, a retained `WeakBox`, while the hook is installed.
         nonisolated(unsafe) var hook: UnsafeMutableRawPointer?
+        /// The database file's full path, as the writer opened it.
+        var path: String?
     }
 
-    private let path: String
     private let durability: Durability
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "hookbus.checkpointer")
     /// The round's own connection, opened by the first round; only touched on `queue`.
     private nonisolated(unsafe) var connection: OpaquePointer?
 
-    init(path: String, durability: Durability, roundEvery: Int32 = 500, finishAt: Int32 = 4_000, fallbackAt: Int32 = 16_000) {
-        self.path = path
+    init(durability: Durability, roundEvery: Int32 = 500, finishAt: Int32 = 4_000, fallbackAt: Int32 = 8_000) {
         self.durability = durability
         self.roundEvery = roundEvery
         self.finishAt = finishAt
@@ -78,9 +82,14 @@ final class Checkpointer: Sendable {
     /// writer connection `db`. The hook holds it weakly: once it is gone, the
     /// writer checkpoints in the commit again, every 1,000 pages.
     func install(on db: Database) {
+        guard let writer = db.sqliteConnection else { return }
         let box = Unmanaged.passRetained(WeakBox(self)).toOpaque()
-        state.withLock { $0.hook = box }
-        sqlite3_wal_hook(db.sqliteConnection, { context, db, name, pages in
+        let path = sqlite3_db_filename(writer, "main").map { String(cString: $0) }
+        state.withLock { state in
+            state.hook = box
+            state.path = path
+        }
+        sqlite3_wal_hook(writer, { context, db, name, pages in
             let box = Unmanaged<WeakBox>.fromOpaque(context!).takeUnretainedValue()
             guard let checkpointer = box.checkpointer else {
                 if pages >= 1_000 { _ = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil) }
@@ -93,7 +102,9 @@ final class Checkpointer: Sendable {
 
     /// Gives SQLite's automatic checkpoint back to the writer connection `db`.
     func uninstall(from db: Database) {
-        sqlite3_wal_autocheckpoint(db.sqliteConnection, 1_000)
+        // GRDB still runs the closure on a closed connection (a second close).
+        guard let writer = db.sqliteConnection else { return }
+        sqlite3_wal_autocheckpoint(writer, 1_000)
         if let box = state.withLock({ state in defer { state.hook = nil }; return state.hook }) {
             Unmanaged<WeakBox>.fromOpaque(box).release()
         }
@@ -120,8 +131,9 @@ final class Checkpointer: Sendable {
             if pages < state.lastRound {  // the WAL started over
                 state.lastRound = 0
                 state.restarts += 1
+                state.finishDue = false
             }
-            guard !state.closed, !state.inFlight, !state.finishDue, pages >= state.lastRound + roundEvery else { return false }
+            guard !state.closed, !state.inFlight, pages >= state.lastRound + roundEvery else { return false }
             state.lastRound = pages
             state.inFlight = true
             return true
@@ -131,8 +143,13 @@ final class Checkpointer: Sendable {
 
     /// One round, on `queue`.
     private func round() {
+        // `close` may have come between the decision and this.
+        guard let path = state.withLock({ $0.closed ? nil : $0.path }) else {
+            state.withLock { $0.inFlight = false }
+            return
+        }
         var walPages: Int32 = 0
-        let error = copyAndSync(walPages: &walPages)
+        let error = copyAndSync(path: path, walPages: &walPages)
         state.withLock { state in
             state.inFlight = false
             state.rounds += 1
@@ -141,7 +158,7 @@ final class Checkpointer: Sendable {
         }
     }
 
-    private func copyAndSync(walPages: inout Int32) -> String? {
+    private func copyAndSync(path: String, walPages: inout Int32) -> String? {
         if connection == nil {
             var opened: OpaquePointer?
             let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
@@ -151,13 +168,21 @@ final class Checkpointer: Sendable {
                 return "opening \(path): \(message)"
             }
             sqlite3_busy_timeout(opened, 5_000)
+            // The checkpoint's syncs follow this; reading the schema opens the WAL
+            // (a connection that has not would checkpoint nothing and say OK).
             let pragma = durability == .full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL"
-            sqlite3_exec(opened, pragma, nil, nil, nil)
+            let rc = sqlite3_exec(opened, pragma + "; SELECT count(*) FROM sqlite_master", nil, nil, nil)
+            guard rc == SQLITE_OK else {
+                let message = String(cString: sqlite3_errmsg(opened))
+                sqlite3_close_v2(opened)
+                return "opening \(path): \(message)"
+            }
             connection = opened
         }
         var copied: Int32 = 0
         let rc = sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_PASSIVE, &walPages, &copied)
         guard rc == SQLITE_OK else { return "checkpoint: \(String(cString: sqlite3_errmsg(connection)))" }
+        guard walPages >= 0 else { return "checkpoint: the WAL of \(path) is not open" }
         // A checkpoint that did not reach the end of the WAL leaves the pages it
         // copied unsynced; sync them now, so the committer's finish (which syncs
         // the database before the WAL can start over) has only a few left.
@@ -176,15 +201,17 @@ final class Checkpointer: Sendable {
     var finishDue: Bool { state.withLock { $0.finishDue } }
 
     func finishIfDue(_ pool: DatabasePool) {
+        // Stays due until the hook sees the WAL start over.
         let due = state.withLock { state -> Bool in
-            guard state.finishDue else { return false }
-            state.finishDue = false
+            guard state.finishDue, !state.closed else { return false }
             state.finishes += 1
             return true
         }
         guard due else { return }
         pool.writeWithoutTransaction { db in
-            _ = sqlite3_wal_checkpoint_v2(db.sqliteConnection, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            // Nil once the pool is closed (a finish queued by an inline write).
+            guard let writer = db.sqliteConnection else { return }
+            _ = sqlite3_wal_checkpoint_v2(writer, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
         }
     }
 

@@ -19,6 +19,7 @@ public final class Store: Sendable {
     private let damageNote = Mutex<String?>(nil)
     /// Checkpoints off the committer's thread (`Checkpointer`).
     let checkpointer: Checkpointer
+    private let closed = Atomic<Bool>(false)
 
     public init(path: String, durability: Durability = .full, exclusive: Bool = true) throws(StoreError) {
         SQLiteSetup.gatherWALWrites(of: path)
@@ -59,7 +60,7 @@ public final class Store: Sendable {
                 if let maxPages { _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(maxPages)") }
             }
             try Migrations.migrator.migrate(pool)
-            let checkpointer = Checkpointer(path: path, durability: durability)
+            let checkpointer = Checkpointer(durability: durability)
             pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
             self.checkpointer = checkpointer
             self.pool = pool
@@ -119,6 +120,10 @@ public final class Store: Sendable {
 
     /// Closes every connection. Later calls fail.
     public func close() throws {
+        // SQLite is not called again once closed: it would read a null connection.
+        guard !closed.exchange(true, ordering: .sequentiallyConsistent) else {
+            throw StoreError(.other, "\(path): the database is closed")
+        }
         defer { lock?.release() }
         checkpointer.close()
         // Fold the WAL into the main file, so a stopped broker leaves one
