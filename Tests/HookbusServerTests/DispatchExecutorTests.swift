@@ -134,4 +134,40 @@ struct DispatchExecutorTests {
         let written = try String(contentsOfFile: out, encoding: .utf8)
         #expect(written.trimmingCharacters(in: .whitespacesAndNewlines) == "\(SCHED_OTHER)", "the child's policy")
     }
+
+    @Test("a SCHED_IDLE thread runs jobs for at most its budget in each window, then sleeps out the window")
+    func idleShare() {
+        var share = DispatchExecutor.IdleShare()
+        var slept: [UInt64] = []
+        let window = DispatchExecutor.IdleShare.window
+        let budget = DispatchExecutor.IdleShare.budget
+        let t0: UInt64 = 1_000_000_000
+        // Short jobs within the budget: no sleep.
+        var now = t0
+        for _ in 0..<4 {
+            share.ran(from: now, to: now + budget / 5) { slept.append($0) }
+            now += budget / 5
+        }
+        #expect(slept.isEmpty)
+        // The job that spends the budget: sleep out the rest of the window.
+        share.ran(from: now, to: now + budget / 2) { slept.append($0) }
+        now += budget / 2
+        #expect(slept == [t0 + window - now])
+        // After the sleep a new window starts with the whole budget.
+        now = t0 + window
+        share.ran(from: now, to: now + budget) { slept.append($0) }
+        #expect(slept.count == 1)
+        // A job longer than the window: no sleep is owed past its end, and the
+        // next window starts afresh.
+        now += budget
+        share.ran(from: now, to: now + 2 * window) { slept.append($0) }
+        #expect(slept.count == 1)
+        now += 2 * window
+        share.ran(from: now + 10, to: now + 20) { slept.append($0) }
+        #expect(slept.count == 1)
+        // A thread that waited a long time for a job starts a new window.
+        now += 10 * window
+        share.ran(from: now, to: now + budget) { slept.append($0) }
+        #expect(slept.count == 1)
+    }
 }
