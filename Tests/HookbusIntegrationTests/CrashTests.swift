@@ -1,3 +1,4 @@
+import Foundation
 import HookbusClient
 import Synchronization
 import Testing
@@ -42,6 +43,7 @@ extension HeavyTests {
             let broker = try await scratch.startBroker()
             let ledger = Ledger()
 
+            var walRestarts: [Int] = []
             for (cycle, acksBeforeKill) in Self.acksBeforeKill.enumerated() {
                 ledger.state.withLock { $0.killing = false; $0.stopping = false }
                 let startCount = ledger.ackCount.load(ordering: .relaxed)
@@ -65,11 +67,27 @@ extension HeavyTests {
                 try #require(seen >= acksBeforeKill,
                              "cycle \(cycle): only \(seen) acknowledgements within the deadline\n\(broker.log)")
 
+                // The WAL header's checkpoint sequence counts its restarts: in the
+                // last cycle the background checkpoints started it over before the kill.
+                walRestarts.append(Self.walRestarts(broker.databasePath + "-wal"))
+                if cycle == Self.acksBeforeKill.count - 1 {
+                    #expect(walRestarts[cycle] > walRestarts[cycle - 1], "cycle \(cycle): the WAL never started over (\(walRestarts))")
+                }
                 try await broker.restart()
                 let problems = ledger.state.withLock { $0.problems }
                 #expect(problems.isEmpty, "cycle \(cycle): \(problems.prefix(10))\n\(broker.log)")
                 try Self.verify(broker: broker, ledger: ledger, cycle: cycle)
             }
+        }
+
+        /// The checkpoint sequence number in a WAL file's header (bytes 12–15,
+        /// big-endian), which SQLite increments each time the WAL starts over;
+        /// -1 if the file cannot be read.
+        static func walRestarts(_ path: String) -> Int {
+            guard let handle = FileHandle(forReadingAtPath: path),
+                  let header = try? handle.read(upToCount: 16), header.count == 16 else { return -1 }
+            try? handle.close()
+            return header[12..<16].reduce(0) { $0 << 8 | Int($1) }
         }
 
         /// Publishes `<ids><n>` for n = 0, 1, 2, ... until the connection breaks.

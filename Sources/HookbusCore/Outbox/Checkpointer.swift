@@ -44,6 +44,9 @@ final class Checkpointer: Sendable {
         var inFlight = false
         /// The WAL's length when the last round was asked for.
         var lastRound: Int32 = 0
+        /// How many times the WAL started over: a round that ends after a
+        /// restart it did not see must not ask for a finish.
+        var generation = 0
         /// A round ended with the WAL at least `finishAt` pages long.
         var finishDue = false
         /// The last failure of a round (they are retried with the next one).
@@ -117,55 +120,73 @@ final class Checkpointer: Sendable {
 
     /// Called on the writer's thread after each commit, with the WAL's length.
     private func committed(walPages pages: Int32, writer: OpaquePointer?, name: UnsafePointer<CChar>?) {
-        if pages >= fallbackAt {
-            state.withLock { state in
-                state.fallbacks += 1
-                state.maxWalPages = max(state.maxWalPages, pages)
-            }
-            _ = sqlite3_wal_checkpoint_v2(writer, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-            return
-        }
-        let start = state.withLock { state -> Bool in
-            state.walPages = pages
-            state.maxWalPages = max(state.maxWalPages, pages)
-            if pages < state.lastRound {  // the WAL started over
-                state.lastRound = 0
+        enum Step { case none, round(generation: Int), fallback }
+        let step = state.withLock { state -> Step in
+            // Between two restarts the WAL only grows.
+            if pages < state.walPages {
                 state.restarts += 1
+                state.generation += 1
+                state.lastRound = 0
                 state.finishDue = false
             }
-            guard !state.closed, !state.inFlight, pages >= state.lastRound + roundEvery else { return false }
+            state.walPages = pages
+            state.maxWalPages = max(state.maxWalPages, pages)
+            if pages >= fallbackAt {
+                state.fallbacks += 1
+                return .fallback
+            }
+            guard !state.closed, !state.inFlight, pages >= state.lastRound + roundEvery else { return .none }
             state.lastRound = pages
             state.inFlight = true
-            return true
+            return .round(generation: state.generation)
         }
-        if start { queue.async { self.round() } }
+        switch step {
+        case .none: break
+        case .round(let generation): queue.async { self.round(generation: generation) }
+        case .fallback: _ = sqlite3_wal_checkpoint_v2(writer, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        }
     }
 
-    /// One round, on `queue`.
-    private func round() {
+    /// One round, on `queue`, asked for in WAL `generation`.
+    private func round(generation: Int) {
         // `close` may have come between the decision and this.
         guard let path = state.withLock({ $0.closed ? nil : $0.path }) else {
             state.withLock { $0.inFlight = false }
             return
         }
         var walPages: Int32 = 0
-        let error = copyAndSync(path: path, walPages: &walPages)
+        let outcome = copyAndSync(path: path, walPages: &walPages)
         state.withLock { state in
             state.inFlight = false
             state.rounds += 1
-            state.lastError = error
-            if error == nil && walPages >= finishAt && !state.closed { state.finishDue = true }
+            switch outcome {
+            case .copied:
+                state.lastError = nil
+                // Not if the WAL started over meanwhile: `walPages` is the old one's.
+                if walPages >= finishAt && state.generation == generation && !state.closed { state.finishDue = true }
+            case .busy:
+                break
+            case .failed(let message):
+                state.lastError = message
+            }
         }
     }
 
-    private func copyAndSync(path: String, walPages: inout Int32) -> String? {
+    private enum Outcome {
+        case copied
+        /// Another checkpoint (the committer's finish, the writer's fallback) was under way.
+        case busy
+        case failed(String)
+    }
+
+    private func copyAndSync(path: String, walPages: inout Int32) -> Outcome {
         if connection == nil {
             var opened: OpaquePointer?
             let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
             guard sqlite3_open_v2(path, &opened, flags, nil) == SQLITE_OK, let opened else {
                 let message = opened.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
                 sqlite3_close_v2(opened)
-                return "opening \(path): \(message)"
+                return .failed("opening \(path): \(message)")
             }
             sqlite3_busy_timeout(opened, 5_000)
             // The checkpoint's syncs follow this; reading the schema opens the WAL
@@ -175,14 +196,15 @@ final class Checkpointer: Sendable {
             guard rc == SQLITE_OK else {
                 let message = String(cString: sqlite3_errmsg(opened))
                 sqlite3_close_v2(opened)
-                return "opening \(path): \(message)"
+                return .failed("opening \(path): \(message)")
             }
             connection = opened
         }
         var copied: Int32 = 0
         let rc = sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_PASSIVE, &walPages, &copied)
-        guard rc == SQLITE_OK else { return "checkpoint: \(String(cString: sqlite3_errmsg(connection)))" }
-        guard walPages >= 0 else { return "checkpoint: the WAL of \(path) is not open" }
+        if rc == SQLITE_BUSY { return .busy }
+        guard rc == SQLITE_OK else { return .failed("checkpoint: \(String(cString: sqlite3_errmsg(connection)))") }
+        guard walPages >= 0 else { return .failed("checkpoint: the WAL of \(path) is not open") }
         // A checkpoint that did not reach the end of the WAL leaves the pages it
         // copied unsynced; sync them now, so the committer's finish (which syncs
         // the database before the WAL can start over) has only a few left.
@@ -190,9 +212,9 @@ final class Checkpointer: Sendable {
         if sqlite3_file_control(connection, "main", SQLITE_FCNTL_FILE_POINTER, &file) == SQLITE_OK,
            let file, let sync = file.pointee.pMethods?.pointee.xSync {
             let rc = sync(file, SQLITE_SYNC_NORMAL)
-            if rc != SQLITE_OK { return "syncing \(path): SQLite error \(rc)" }
+            if rc != SQLITE_OK { return .failed("syncing \(path): SQLite error \(rc)") }
         }
-        return nil
+        return .copied
     }
 
     /// Called by the committer between transactions, on the writer: copies
