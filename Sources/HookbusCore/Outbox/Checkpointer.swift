@@ -217,13 +217,14 @@ final class Checkpointer: Sendable {
         return .copied
     }
 
-    /// Called by the committer between transactions, on the writer: copies
-    /// what the last round left and syncs, so the next transaction starts the
-    /// WAL over. Does nothing unless a round ended with a long WAL.
+    /// Whether `finishIfDue` has something to do.
     var finishDue: Bool { state.withLock { $0.finishDue } }
 
+    /// Called by the committer between transactions, through the writer:
+    /// copies what the last round left and syncs, so the next transaction
+    /// starts the WAL over. Does nothing unless a round ended with a long WAL;
+    /// stays due until the hook sees the WAL start over.
     func finishIfDue(_ pool: DatabasePool) {
-        // Stays due until the hook sees the WAL start over.
         let due = state.withLock { state -> Bool in
             guard state.finishDue, !state.closed else { return false }
             state.finishes += 1
