@@ -56,6 +56,19 @@ install_missing() {
 }
 install_missing
 
+# Other brokers or peers already running share the two cores and skew every
+# figure (a test run cut short, `swift test | head`, leaves its brokers
+# behind): say so before measuring. BENCH_ALLOW_BUSY=1 measures anyway.
+busy=$(ps -o pid=,stat= -C hookbusd,redis-server,beanstalkd | awk '$2 !~ /^Z/ { printf "%s%s", sep, $1; sep = " " }' || true)
+if [[ -n "$busy" ]]; then
+    log "other hookbusd, redis-server or beanstalkd processes are running (pids $busy):"
+    ps -o pid=,etime=,args= -p "${busy// /,}" >&2 || true
+    if [[ -z "${BENCH_ALLOW_BUSY:-}" ]]; then
+        log "stop them first, or set BENCH_ALLOW_BUSY=1 to measure anyway"
+        exit 1
+    fi
+fi
+
 # --- processes --------------------------------------------------------------
 WORK=$(mktemp -d /tmp/hookbus-bench.XXXXXX)
 RESULTS=${BENCH_KEEP:-$WORK/results}
