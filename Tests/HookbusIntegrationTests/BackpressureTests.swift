@@ -8,9 +8,14 @@ extension HeavyTests {
     @Suite("Backpressure")
     struct BackpressureTests {
         static let lines = 20_000
-        /// Padding per event, so the lines add up to far more (about 4 MB) than
-        /// socket buffers and the broker's bounded read-ahead can hold.
-        static let padding = String(repeating: "p", count: 150)
+        /// Padding per event, so the lines add up to far more (about 24 MB) than
+        /// socket buffers and the broker's bounded read-ahead can hold: up to
+        /// `max_inflight_per_connection` (8) reads of up to 4 × 64 KiB waiting
+        /// to be answered, 8 more whose replies wait to be written, the lines
+        /// whose replies fill the socket's buffer (a few thousand), and the
+        /// client's own send buffer: about 10 MB at most. With 150 bytes of
+        /// padding (6 MB in all) a loaded machine once let every line in.
+        static let padding = String(repeating: "p", count: 1_000)
 
         @Test("a client writing 20,000 lines without reading does not block another client; then it reads every reply")
         func slowReader() async throws {
