@@ -77,6 +77,10 @@ struct BenchEvent {
         }
     }
 
+    /// The digits of the counter in the event's `id`, as `set` wrote them
+    /// (scattered with random ids).
+    var idCounter: ArraySlice<UInt8> { bytes[counterAt..<counterAt + Self.counterDigits] }
+
     private static func writeDigits(_ value: UInt64, into line: UnsafeMutableBufferPointer<UInt8>, at offset: Int, width: Int) {
         var value = value
         var index = offset + width - 1

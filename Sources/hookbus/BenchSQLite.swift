@@ -84,7 +84,7 @@ struct BenchSQLite {
             try exec("BEGIN")
             for _ in 0..<rows {
                 event.set(counter: sent, sentAtRealtime: start &+ plan.realtimeOffset)
-                Self.setDigits(of: plan.randomIDs ? Int(BenchEvent.scattered(sent)) : sent, in: &id)
+                id.replaceSubrange((id.count - BenchEvent.counterDigits)..., with: event.idCounter)
                 for (index, text) in [id, source, type, time].enumerated() {
                     text.withUnsafeBytes { raw in
                         _ = sqlite3_bind_text(statement, Int32(index + 1), raw.baseAddress!.assumingMemoryBound(to: CChar.self),
@@ -122,15 +122,4 @@ struct BenchSQLite {
 
     /// SQLITE_TRANSIENT: SQLite copies the value before the bind returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-
-    /// Writes `value` into the trailing ten digits of `id`.
-    private static func setDigits(of value: Int, in id: inout [UInt8]) {
-        var value = value
-        var index = id.count - 1
-        for _ in 0..<BenchEvent.counterDigits {
-            id[index] = UInt8(ascii: "0") + UInt8(value % 10)
-            value /= 10
-            index -= 1
-        }
-    }
 }
