@@ -30,7 +30,7 @@ struct CheckpointerTests {
     @Test("under a steady stream of commits, with a reader reading, the WAL is checkpointed beside the writer and starts over")
     func walStartsOver() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory.appendingPathComponent("hookbus.db").path
+            let path = databasePath(in: directory)
             let store = try Store(path: path, durability: .normal)
             let committer = Committer(store: store, logger: Self.quiet)
             let reading = Atomic<Bool>(true)
@@ -79,7 +79,7 @@ struct CheckpointerTests {
     @Test("a reader holding an old snapshot keeps the WAL from starting over; the writer checkpoints at the fallback and the WAL starts over once the reader is done")
     func pinnedReaderFallsBack() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory.appendingPathComponent("hookbus.db").path
+            let path = databasePath(in: directory)
             let store = try Store(path: path, durability: .normal)
             let committer = Committer(store: store, logger: Self.quiet)
             guard await Self.commit(committer, id: "first", inline: false) else { Issue.record("first commit failed"); return }
@@ -124,7 +124,7 @@ struct CheckpointerTests {
     @Test("closing the store folds the WAL into the file; closing it again throws and does not crash")
     func closeTwice() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory.appendingPathComponent("hookbus.db").path
+            let path = databasePath(in: directory)
             let store = try Store(path: path, durability: .normal)
             _ = try store.append((0..<10).map { makeEvent(id: "e\($0)") })
             try store.close()

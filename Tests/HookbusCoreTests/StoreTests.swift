@@ -6,10 +6,6 @@ import Testing
 /// The outbox on a real SQLite file, one temporary directory per test.
 @Suite("Outbox store")
 struct StoreTests {
-    private static func databasePath(in directory: URL) -> String {
-        directory.appendingPathComponent("hookbus.db").path
-    }
-
     private static func seq(_ outcome: AppendOutcome) -> Int64 {
         switch outcome {
         case .stored(let seq, _), .duplicate(let seq, _): seq
@@ -46,7 +42,7 @@ struct StoreTests {
     @Test("every column reads back as it was given: texts (a subject, an empty one, none, non-ASCII), numbers and the event bytes")
     func columnsRoundTrip() async throws {
         try await withTemporaryDirectory { directory in
-            let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+            let store = try Store(path: databasePath(in: directory), durability: .normal)
             var events: [NewEvent] = []
             for (index, subject) in [Optional("rack-7/é"), "", nil].enumerated() {
                 var event = makeEvent(id: "c\(index)-ü", source: "fleet/ß", data: #"{"n":\#(index),"s":"ünï"}"#)
@@ -70,7 +66,7 @@ struct StoreTests {
     func seqOrder() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
         var all: [NewEvent] = []
         var outcomes: [AppendOutcome] = []
         for batch in 0..<3 {
@@ -103,7 +99,7 @@ struct StoreTests {
     func dedupeWithinBatch() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
         let first = makeEvent(id: "e1", data: #"{"v":1}"#)
         let resend = makeEvent(id: "e1", data: #"{"v":2}"#)
         let other = makeEvent(id: "e2")
@@ -121,7 +117,7 @@ struct StoreTests {
     func dedupeAcrossBatches() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
         #expect(try store.append([makeEvent(id: "a"), makeEvent(id: "b")]) == [.stored(seq: 1, id: "a"), .stored(seq: 2, id: "b")])
         Self.check(try store.append([makeEvent(id: "b"), makeEvent(id: "c"), makeEvent(id: "a")]),
                    [.duplicate(2, "b"), .stored("c"), .duplicate(1, "a")], above: 2)
@@ -134,7 +130,7 @@ struct StoreTests {
     func skippedRowIsNoDuplicate(batch: Int) throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
         _ = try store.append([makeEvent(id: "before")])
         // The insert is `OR IGNORE`, which would also skip a row for a reason
         // other than a duplicate; a trigger stands in for such a reason.
@@ -156,7 +152,7 @@ struct StoreTests {
     func multiRowStatements() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
         _ = try store.append([makeEvent(id: "old-0"), makeEvent(id: "old-1")])
         let rows = Store.rowsPerInsert
         // All new: whole statements and a single-row remainder.
@@ -200,7 +196,7 @@ struct StoreTests {
     func dedupeAcrossReopen() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let path = Self.databasePath(in: directory)
+        let path = databasePath(in: directory)
         do {
             let store = try Store(path: path)
             #expect(try store.append([makeEvent(id: "a"), makeEvent(id: "b"), makeEvent(id: "c")]).map(Self.seq) == [1, 2, 3])
@@ -218,7 +214,7 @@ struct StoreTests {
     func seqNeverReused() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: Self.databasePath(in: directory), durability: .normal)
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
         _ = try store.append([makeEvent(id: "a"), makeEvent(id: "b")])
         try store.pool.write { db in try db.execute(sql: "DELETE FROM outbox") }
         #expect(try store.append([makeEvent(id: "c")]) == [.stored(seq: 3, id: "c")])
@@ -229,7 +225,7 @@ struct StoreTests {
     func durability(_ durability: Durability, synchronous: Int) throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: Self.databasePath(in: directory), durability: durability)
+        let store = try Store(path: databasePath(in: directory), durability: durability)
         #expect(try store.writerSynchronous() == synchronous)
         let journal = try store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(journal == "wal")
@@ -240,7 +236,7 @@ struct StoreTests {
     func reopenKeepsMigrations() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let path = Self.databasePath(in: directory)
+        let path = databasePath(in: directory)
         do {
             let store = try Store(path: path)
             _ = try store.append([makeEvent(id: "kept")])
@@ -262,7 +258,7 @@ struct StoreTests {
     func migratesOlderDatabase() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let path = Self.databasePath(in: directory)
+        let path = databasePath(in: directory)
         // An "older hookbus": only the first migration, and one event written by hand.
         do {
             let queue = try DatabaseQueue(path: path)
@@ -292,7 +288,7 @@ struct StoreTests {
     func secondStoreLocked() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let path = Self.databasePath(in: directory)
+        let path = databasePath(in: directory)
         do {
             let first = try Store(path: path)
             withExtendedLifetime(first) {
@@ -312,7 +308,7 @@ struct StoreTests {
     func garbageFile() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let path = Self.databasePath(in: directory)
+        let path = databasePath(in: directory)
         let garbage = Data(String(repeating: "this is not a database, just text.\n", count: 120).prefix(4096).utf8)
         #expect(garbage.count == 4096)
         try garbage.write(to: URL(fileURLWithPath: path))

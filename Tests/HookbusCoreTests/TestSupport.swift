@@ -74,6 +74,11 @@ func makeTemporaryDirectory() throws -> URL {
     return url
 }
 
+/// The database file a test opens in `directory`.
+func databasePath(in directory: URL) -> String {
+    directory.appendingPathComponent("hookbus.db").path
+}
+
 /// Runs `body` with a temporary directory that is removed afterwards.
 func withTemporaryDirectory<T>(_ body: (URL) async throws -> T) async throws -> T {
     let url = try makeTemporaryDirectory()

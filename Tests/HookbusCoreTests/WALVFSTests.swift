@@ -9,10 +9,6 @@ import Testing
 /// file before another connection can see it, whatever its size.
 @Suite("Outbox store: the WAL write-gathering VFS")
 struct WALVFSTests {
-    private static func databasePath(in directory: URL) -> String {
-        directory.appendingPathComponent("hookbus.db").path
-    }
-
     /// The name SQLite reports for the VFS of the writer's main database file.
     private static func vfsName(_ store: Store) -> String {
         store.pool.writeWithoutTransaction { db in
@@ -27,7 +23,7 @@ struct WALVFSTests {
     @Test("the broker's database has its WAL writes gathered; another database in the same process does not")
     func inUse() async throws {
         try await withTemporaryDirectory { directory in
-            let path = Self.databasePath(in: directory)
+            let path = databasePath(in: directory)
             let store = try Store(path: path, durability: .full)
             #expect(Self.vfsName(store) == "hookbus/unix")
             #expect(SQLiteSetup.gathersWALWrites(of: path))
@@ -54,7 +50,7 @@ struct WALVFSTests {
     @Test("a transaction that spills pages and changes them again is whole in the files the moment it commits (a crash then loses nothing)")
     func spilledTransactionIsWholeOnDisk() async throws {
         try await withTemporaryDirectory { directory in
-            let path = Self.databasePath(in: directory)
+            let path = databasePath(in: directory)
             // NORMAL: no sync after the commit writes the buffer out for us.
             let store = try Store(path: path, durability: .normal)
             try store.pool.writeWithoutTransaction { db in
@@ -88,7 +84,7 @@ struct WALVFSTests {
           arguments: [Durability.normal, .full])
     func readerSeesEveryCommit(durability: Durability) async throws {
         try await withTemporaryDirectory { directory in
-            let store = try Store(path: Self.databasePath(in: directory), durability: durability)
+            let store = try Store(path: databasePath(in: directory), durability: durability)
             var seen = 0
             // Batches from one event to far more than the buffer (1 MiB) and
             // than one write of the default VFS (128 KiB).
@@ -104,7 +100,7 @@ struct WALVFSTests {
             }
             try store.close()
             // And after closing (the WAL folded into the file), from scratch.
-            let reopened = try Store(path: Self.databasePath(in: directory), durability: durability)
+            let reopened = try Store(path: databasePath(in: directory), durability: durability)
             #expect(try reopened.eventCount() == seen)
             try reopened.close()
         }
