@@ -47,6 +47,33 @@ struct Ingest: Sendable {
         }
     }
 
+    /// What a publish-only batch needs kept to answer it: per line, an event
+    /// or the refusal (the events themselves go to the committer).
+    enum Slot: Sendable {
+        case event
+        case refused(WireError)
+    }
+
+    /// The events of a publish-only batch, in order, and its slots.
+    static func split(_ requests: [Request]) -> (events: [NewEvent], slots: [Slot]) {
+        var events: [NewEvent] = []
+        var slots: [Slot] = []
+        events.reserveCapacity(requests.count)
+        slots.reserveCapacity(requests.count)
+        for index in requests.indices {
+            switch requests[index] {
+            case .publish(let event):
+                events.append(event)
+                slots.append(.event)
+            case .refused(let error):
+                slots.append(.refused(error))
+            case .command:
+                preconditionFailure("a batch with commands is answered by Connection")
+            }
+        }
+        return (events, slots)
+    }
+
     /// The events of a batch, in order.
     static func events(of requests: [Request]) -> [NewEvent] {
         var events: [NewEvent] = []
@@ -78,13 +105,26 @@ struct Ingest: Sendable {
 
     /// The replies of a publish-only batch, in line order, once its events
     /// were committed (or refused together).
-    func answer(_ requests: [Request], committed: Committer.Outcome) -> [UInt8] {
-        var out = JSONWriter(capacity: 48 * requests.count)
+    func answer(_ slots: [Slot], committed: Committer.Outcome) -> [UInt8] {
+        var out = JSONWriter(capacity: 48 * slots.count)
         var eventIndex = 0
-        for request in requests where !reply(to: request, eventIndex: &eventIndex, committed: committed, into: &out) {
-            preconditionFailure("a batch with commands is answered by Connection")
+        for index in slots.indices {
+            switch slots[index] {
+            case .event:
+                replyToEvent(eventIndex, committed: committed, into: &out)
+                eventIndex += 1
+            case .refused(let error):
+                refuse(error, into: &out)
+            }
         }
         return out.bytes
+    }
+
+    private func replyToEvent(_ eventIndex: Int, committed: Committer.Outcome, into out: inout JSONWriter) {
+        switch committed {
+        case .success(let outcomes): Reply.published(outcomes[eventIndex], into: &out)
+        case .failure(let error): Reply.error(error, into: &out)
+        }
     }
 
     /// Writes the reply to an event or a refused line and returns true; returns
@@ -93,10 +133,7 @@ struct Ingest: Sendable {
     func reply(to request: Request, eventIndex: inout Int, committed: Committer.Outcome, into out: inout JSONWriter) -> Bool {
         switch request {
         case .publish:
-            switch committed {
-            case .success(let outcomes): Reply.published(outcomes[eventIndex], into: &out)
-            case .failure(let error): Reply.error(error, into: &out)
-            }
+            replyToEvent(eventIndex, committed: committed, into: &out)
             eventIndex += 1
             return true
         case .refused(let error):

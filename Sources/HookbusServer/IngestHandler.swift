@@ -47,7 +47,7 @@ final class IngestHandler: ChannelDuplexHandler {
 
     /// A batch handed to the committer, in submission order.
     private struct Committing {
-        var requests: [Request]
+        var slots: [Ingest.Slot]
         var outcome: Committer.Outcome?
     }
 
@@ -152,8 +152,8 @@ final class IngestHandler: ChannelDuplexHandler {
 
     private func commit(_ requests: [Request], context: ChannelHandlerContext) {
         let ticket = firstTicket + committing.count
-        committing.append(Committing(requests: requests))
-        let events = Ingest.events(of: requests)
+        let (events, slots) = Ingest.split(requests)
+        committing.append(Committing(slots: slots))
         if events.isEmpty {
             finished(ticket, .success([]), context: context)
             return
@@ -177,7 +177,7 @@ final class IngestHandler: ChannelDuplexHandler {
         while let first = committing.first, let outcome = first.outcome {
             committing.removeFirst()
             firstTicket += 1
-            let replies = ingest.answer(first.requests, committed: outcome)
+            let replies = ingest.answer(first.slots, committed: outcome)
             send(context.channel.allocator.buffer(bytes: replies), promise: nil, reply: true, context: context)
             wrote = true
         }
