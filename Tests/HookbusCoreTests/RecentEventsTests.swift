@@ -15,6 +15,7 @@ struct RecentEventsTests {
         try await withTemporaryDirectory { directory in
             let store = try Store(path: directory.appendingPathComponent("hookbus.db").path, durability: .normal)
             let committer = Committer(store: store, logger: Self.quiet)
+            committer.recent.addReader()
             // Duplicates use up seqs, inside a commit and across commits.
             _ = await committer.commit([makeEvent(id: "a"), makeEvent(id: "b"), makeEvent(id: "a"), makeEvent(id: "c")])
             _ = await committer.commit([makeEvent(id: "b"), makeEvent(id: "d"), makeEvent(id: "e", type: "other.kind")])
@@ -37,6 +38,7 @@ struct RecentEventsTests {
         try await withTemporaryDirectory { directory in
             let store = try Store(path: directory.appendingPathComponent("hookbus.db").path, durability: .normal)
             let committer = Committer(store: store, logger: Self.quiet)
+            committer.recent.addReader()
             _ = await committer.commit([makeEvent(id: "a")])
             _ = try store.append([makeEvent(id: "outside")])
             _ = await committer.commit([makeEvent(id: "b")])
@@ -45,6 +47,30 @@ struct RecentEventsTests {
             #expect(committer.recent.events(after: 1, limit: 10) == nil)
             #expect(committer.recent.events(after: 2, limit: 10)?.map(\.id) == ["b"])
             #expect(try store.events(after: 1, limit: 10).map(\.id) == ["outside", "b"])
+        }
+    }
+
+    @Test("with no reader the committer keeps nothing; once one comes, coverage starts at the next commit")
+    func keptOnlyWhileRead() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try Store(path: databasePath(in: directory), durability: .normal)
+            let committer = Committer(store: store, logger: Self.quiet)
+            _ = await committer.commit([makeEvent(id: "a"), makeEvent(id: "b")])
+            #expect(committer.recent.count == 0)
+            #expect(committer.recent.events(after: 0, limit: 10) == nil)
+            committer.recent.addReader()
+            _ = await committer.commit([makeEvent(id: "c")])
+            // a and b were committed while nobody read: the reader gets them from the outbox.
+            #expect(committer.recent.events(after: 0, limit: 10) == nil)
+            #expect(committer.recent.events(after: 2, limit: 10)?.map(\.id) == ["c"])
+            committer.recent.removeReader()
+            _ = await committer.commit([makeEvent(id: "d")])
+            committer.recent.addReader()
+            _ = await committer.commit([makeEvent(id: "e")])
+            // d was not handed over: what is kept starts again after it.
+            #expect(committer.recent.events(after: 2, limit: 10) == nil)
+            #expect(committer.recent.events(after: 4, limit: 10)?.map(\.id) == ["e"])
+            #expect(try store.events(after: 2, limit: 10).map(\.id) == ["c", "d", "e"])
         }
     }
 

@@ -114,9 +114,12 @@ struct DispatchEmbeddedHookTests {
         ], hooks: [EmbeddedPickyHook.self])
         defer { rig.tearDown() }
         try await rig.run {
+            // A running subscriber reads new events from the committer's ring.
+            try await rig.waitUntil("the runner reads the ring") { rig.committer.recent.isRead }
             // One commit: the runner reads all eight at once. (The timeout is long
             // enough that only the hanging event can run into it, even on a loaded machine.)
             let seqs = try await rig.publish(["run.a", "run.b", "run.c-fail", "run.d", "run.e-hang", "run.f", "run.g", "run.h"])
+            #expect(rig.committer.recent.count >= 8)
             try await rig.waitUntil("picky delivered all 8") {
                 EmbeddedHookProbe.shared.starts(probe).count == 10
             }
@@ -130,6 +133,8 @@ struct DispatchEmbeddedHookTests {
                 try rig.store.cursor(for: "picky", initial: 0) >= seqs[7]
             }
         }
+        // No subscriber runs: commits are no longer kept in memory.
+        #expect(!rig.committer.recent.isRead)
     }
 
     @Test("a slow hook of higher priority does not hold back the hooks after it")

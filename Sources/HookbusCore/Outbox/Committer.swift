@@ -228,6 +228,8 @@ public final class Committer: Sendable {
         }
         if let used {
             IngestLoad.committed(Int(used.through - used.before))
+        }
+        if let used, recent.isRead {
             var submissions: [(events: [NewEvent], outcomes: [AppendOutcome])] = []
             for (submission, outcome) in zip(group, outcomes) {
                 guard case .success(let stored) = outcome, !submission.events.isEmpty else { continue }

@@ -96,6 +96,9 @@ final class SubscriberRunner: Sendable {
     }
 
     func run() async {
+        // New events come from the committer's ring while this runs.
+        committer.recent.addReader()
+        defer { committer.recent.removeReader() }
         var loop = Loop(runner: self, cursor: initialCursor)
         loop.loadRetries()
         do {
