@@ -79,6 +79,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // A VFS that knows what a power loss would leave on the disk, and the
+        // program that stores events through the broker's store on top of it
+        // (PowerLossTests runs it: the VFS is process-wide, so it gets a process of its own).
+        .target(name: "CPowerLossVFS", path: "Tests/PowerLoss/CPowerLossVFS", linkerSettings: [.linkedLibrary("sqlite3")]),
+        .executableTarget(
+            name: "powerloss-check",
+            dependencies: [
+                "CPowerLossVFS", "HookbusCore",
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/PowerLoss/PowerLossCheck",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "HookbusCoreTests",
             dependencies: [
@@ -103,7 +117,7 @@ let package = Package(
         .testTarget(
             name: "HookbusIntegrationTests",
             dependencies: [
-                "HookbusClient", "HookbusCore", "hookbusd", "hookbus",
+                "HookbusClient", "HookbusCore", "hookbusd", "hookbus", "powerloss-check",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
