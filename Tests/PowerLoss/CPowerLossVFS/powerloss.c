@@ -10,8 +10,16 @@
 // syncs the directory of a new WAL; the database file exists before any test
 // writes to it).
 //
-// Every tracked write, truncate and sync holds one mutex, as does a snapshot,
-// so a snapshot is a consistent cut of the operations around it.
+// It sits under the broker's VFS (register it before the broker's), so it
+// sees writes as they reach the kernel, after the broker's VFS gathered them.
+//
+// One mutex orders every tracked write, truncate and the bookkeeping of a
+// sync with the snapshots, so a snapshot is a consistent cut of the
+// operations around it. A sync releases it while the real fsync runs: a
+// snapshot taken meanwhile sees that sync's writes as not yet durable (the
+// commit they belong to is not acknowledged yet), as a power loss at that
+// moment would find them. Out of memory aborts: the model must never drift
+// from the files.
 #include "CPowerLossVFS.h"
 #include <sqlite3.h>
 #include <fcntl.h>
@@ -26,6 +34,7 @@ typedef struct Pending {
     sqlite3_int64 offset;   // a write's offset, or the size of a truncate
     int amount;             // -1 for a truncate
     unsigned char *data;
+    unsigned long long sequence;  // the order of the operations on this file
 } Pending;
 
 typedef struct Tracked {
@@ -36,6 +45,7 @@ typedef struct Tracked {
     Pending *pending;
     int pendingCount;
     int pendingCapacity;
+    unsigned long long nextSequence;
     int deleted;
     struct Tracked *next;
 } Tracked;
@@ -55,42 +65,49 @@ static sqlite3_vfs powerLossVFS;
 static sqlite3_io_methods powerLossMethods;
 static long long syncs;
 
-static int reserve(Tracked *file, sqlite3_int64 size) {
-    if (size <= file->capacity) return 1;
-    sqlite3_int64 capacity = file->capacity > 0 ? file->capacity : 1 << 16;
-    while (capacity < size) capacity *= 2;
-    unsigned char *grown = realloc(file->durable, (size_t)capacity);
-    if (grown == NULL) return 0;
-    memset(grown + file->capacity, 0, (size_t)(capacity - file->capacity));
-    file->durable = grown;
-    file->capacity = capacity;
-    return 1;
+static void *checked(void *pointer) {
+    if (pointer == NULL) {
+        fprintf(stderr, "powerloss: out of memory\n");
+        abort();
+    }
+    return pointer;
 }
 
-/// Applies one operation to an image of `size` bytes (growing it as needed).
-static int apply(Tracked *file, const Pending *op, const unsigned char *mask) {
+static void reserve(Tracked *file, sqlite3_int64 size) {
+    if (size <= file->capacity) return;
+    sqlite3_int64 capacity = file->capacity > 0 ? file->capacity : 1 << 16;
+    while (capacity < size) capacity *= 2;
+    file->durable = checked(realloc(file->durable, (size_t)capacity));
+    file->capacity = capacity;
+}
+
+enum { SECTOR = 512 };
+
+/// Applies one operation to an image. With `keep`, a write is torn: only the
+/// disk sectors (512-byte, aligned to the file) for which `keep` answers 1
+/// are written.
+static void apply(Tracked *file, const Pending *op, int (*keep)(void *), void *context) {
     if (op->amount < 0) {
         if (op->offset < file->size) file->size = op->offset;
-        return 1;
+        return;
     }
     sqlite3_int64 end = op->offset + op->amount;
-    if (!reserve(file, end)) return 0;
+    reserve(file, end);
     if (end > file->size) {
-        // Bytes between the old end and the write read as zeros.
-        if (op->offset > file->size) memset(file->durable + file->size, 0, (size_t)(op->offset - file->size));
+        // Past the old end the file reads as zeros, whatever a torn write left out.
+        memset(file->durable + file->size, 0, (size_t)(end - file->size));
         file->size = end;
     }
-    if (mask == NULL) {
+    if (keep == NULL) {
         memcpy(file->durable + op->offset, op->data, (size_t)op->amount);
-    } else {
-        for (int sector = 0; sector * 512 < op->amount; sector++) {
-            if (!mask[sector]) continue;
-            int from = sector * 512;
-            int length = op->amount - from < 512 ? op->amount - from : 512;
-            memcpy(file->durable + op->offset + from, op->data + from, (size_t)length);
-        }
+        return;
     }
-    return 1;
+    for (sqlite3_int64 from = op->offset; from < end;) {
+        sqlite3_int64 to = (from / SECTOR + 1) * SECTOR;
+        if (to > end) to = end;
+        if (keep(context)) memcpy(file->durable + from, op->data + (from - op->offset), (size_t)(to - from));
+        from = to;
+    }
 }
 
 static void dropPending(Tracked *file) {
@@ -98,25 +115,35 @@ static void dropPending(Tracked *file) {
     file->pendingCount = 0;
 }
 
-static int addPending(Tracked *file, sqlite3_int64 offset, int amount, const void *data) {
+static void addPending(Tracked *file, sqlite3_int64 offset, int amount, const void *data) {
     if (file->pendingCount == file->pendingCapacity) {
         int capacity = file->pendingCapacity > 0 ? file->pendingCapacity * 2 : 64;
-        Pending *grown = realloc(file->pending, sizeof(Pending) * (size_t)capacity);
-        if (grown == NULL) return 0;
-        file->pending = grown;
+        file->pending = checked(realloc(file->pending, sizeof(Pending) * (size_t)capacity));
         file->pendingCapacity = capacity;
     }
     Pending *op = &file->pending[file->pendingCount];
     op->offset = offset;
     op->amount = amount;
     op->data = NULL;
+    op->sequence = file->nextSequence++;
     if (amount > 0) {
-        op->data = malloc((size_t)amount);
-        if (op->data == NULL) return 0;
+        op->data = checked(malloc((size_t)amount));
         memcpy(op->data, data, (size_t)amount);
     }
     file->pendingCount++;
-    return 1;
+}
+
+/// A sync that began when `nextSequence` was `before` ended: the operations
+/// recorded before it are on the disk.
+static void makeDurable(Tracked *file, unsigned long long before) {
+    int done = 0;
+    while (done < file->pendingCount && file->pending[done].sequence < before) {
+        apply(file, &file->pending[done], NULL, NULL);
+        free(file->pending[done].data);
+        done++;
+    }
+    memmove(file->pending, file->pending + done, sizeof(Pending) * (size_t)(file->pendingCount - done));
+    file->pendingCount -= done;
 }
 
 static Tracked *trackedFor(const char *path, int create) {
@@ -124,9 +151,8 @@ static Tracked *trackedFor(const char *path, int create) {
         if (strcmp(file->path, path) == 0) return file;
     }
     if (!create) return NULL;
-    Tracked *file = calloc(1, sizeof(Tracked));
-    if (file == NULL) return NULL;
-    file->path = strdup(path);
+    Tracked *file = checked(calloc(1, sizeof(Tracked)));
+    file->path = checked(strdup(path));
     file->next = trackedFiles;
     trackedFiles = file;
     return file;
@@ -147,7 +173,7 @@ static int plWrite(sqlite3_file *base, const void *data, int amount, sqlite3_int
     if (file->tracked == NULL) return file->real->pMethods->xWrite(file->real, data, amount, offset);
     pthread_mutex_lock(&lock);
     int rc = file->real->pMethods->xWrite(file->real, data, amount, offset);
-    if (rc == SQLITE_OK && !addPending(file->tracked, offset, amount, data)) rc = SQLITE_NOMEM;
+    if (rc == SQLITE_OK) addPending(file->tracked, offset, amount, data);
     pthread_mutex_unlock(&lock);
     return rc;
 }
@@ -157,7 +183,7 @@ static int plTruncate(sqlite3_file *base, sqlite3_int64 size) {
     if (file->tracked == NULL) return file->real->pMethods->xTruncate(file->real, size);
     pthread_mutex_lock(&lock);
     int rc = file->real->pMethods->xTruncate(file->real, size);
-    if (rc == SQLITE_OK && !addPending(file->tracked, size, -1, NULL)) rc = SQLITE_NOMEM;
+    if (rc == SQLITE_OK) addPending(file->tracked, size, -1, NULL);
     pthread_mutex_unlock(&lock);
     return rc;
 }
@@ -165,17 +191,18 @@ static int plTruncate(sqlite3_file *base, sqlite3_int64 size) {
 static int plSync(sqlite3_file *base, int flags) {
     PowerLossFile *file = (PowerLossFile *)base;
     if (file->tracked == NULL) return file->real->pMethods->xSync(file->real, flags);
+    // What was written before the sync began is on the disk once it returns;
+    // the lock is not held meanwhile, so snapshots can fall inside it.
     pthread_mutex_lock(&lock);
+    unsigned long long before = file->tracked->nextSequence;
+    pthread_mutex_unlock(&lock);
     int rc = file->real->pMethods->xSync(file->real, flags);
     if (rc == SQLITE_OK) {
-        Tracked *tracked = file->tracked;
-        for (int index = 0; index < tracked->pendingCount; index++) {
-            if (!apply(tracked, &tracked->pending[index], NULL)) { rc = SQLITE_NOMEM; break; }
-        }
-        dropPending(tracked);
+        pthread_mutex_lock(&lock);
+        makeDurable(file->tracked, before);
         syncs++;
+        pthread_mutex_unlock(&lock);
     }
-    pthread_mutex_unlock(&lock);
     return rc;
 }
 
@@ -235,13 +262,15 @@ static int plShmUnmap(sqlite3_file *base, int delete) {
 }
 
 static int plFetch(sqlite3_file *base, sqlite3_int64 offset, int amount, void **out) {
-    PowerLossFile *file = (PowerLossFile *)base;
-    return file->real->pMethods->xFetch(file->real, offset, amount, out);
+    // No memory mapping: every read goes through xRead.
+    (void)base; (void)offset; (void)amount;
+    *out = NULL;
+    return SQLITE_OK;
 }
 
 static int plUnfetch(sqlite3_file *base, sqlite3_int64 offset, void *pointer) {
-    PowerLossFile *file = (PowerLossFile *)base;
-    return file->real->pMethods->xUnfetch(file->real, offset, pointer);
+    (void)base; (void)offset; (void)pointer;
+    return SQLITE_OK;
 }
 
 static int isTracked(const char *name, int flags) {
@@ -268,14 +297,13 @@ static int plOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *base, int fl
     if (rc == SQLITE_OK && isTracked(name, flags)) {
         pthread_mutex_lock(&lock);
         Tracked *tracked = trackedFor(name, 1);
-        if (tracked != NULL && tracked->deleted) {
+        if (tracked->deleted) {
             tracked->deleted = 0;
             tracked->size = 0;
             dropPending(tracked);
         }
         file->tracked = tracked;
         pthread_mutex_unlock(&lock);
-        if (tracked == NULL) rc = SQLITE_NOMEM;
     }
     file->base.pMethods = &powerLossMethods;
     return rc;
@@ -419,58 +447,63 @@ static unsigned long long nextRandom(unsigned long long *state) {
     return *state * 2685821657736338717ULL;
 }
 
-int powerloss_snapshot(const char *outDirectory, unsigned int seed) {
+static int keepSector(void *state) {
+    return (int)(nextRandom(state) >> 63);
+}
+
+int powerloss_snapshot(const char *outDirectory, unsigned int seed, long long *pendingSeen) {
     unsigned long long random = ((unsigned long long)seed << 1 | 1) * 0x9E3779B97F4A7C15ULL;
-    int written = 0;
+    // The images are made under the lock, and written out after it.
+    int count = 0;
+    Tracked *images = NULL;
+    long long pending = 0;
     pthread_mutex_lock(&lock);
+    for (Tracked *file = trackedFiles; file; file = file->next) if (!file->deleted) count++;
+    images = checked(calloc((size_t)(count > 0 ? count : 1), sizeof(Tracked)));
+    int index = 0;
     for (Tracked *file = trackedFiles; file; file = file->next) {
         if (file->deleted) continue;
         // An image of the file: its synced content, then a random part of the rest.
-        Tracked image = { .path = file->path };
-        if (!reserve(&image, file->size > 0 ? file->size : 1)) { written = -1; break; }
-        memcpy(image.durable, file->durable, (size_t)file->size);
-        image.size = file->size;
-        unsigned char mask[(1 << 17) / 512 + 1];
-        int ok = 1;
-        for (int index = 0; index < file->pendingCount && ok; index++) {
-            const Pending *op = &file->pending[index];
+        Tracked *image = &images[index++];
+        image->path = file->path;
+        reserve(image, file->size > 0 ? file->size : 1);
+        if (file->size > 0) memcpy(image->durable, file->durable, (size_t)file->size);
+        image->size = file->size;
+        pending += file->pendingCount;
+        for (int op = 0; op < file->pendingCount; op++) {
             unsigned long long choice = nextRandom(&random) % 4;
-            if (op->amount < 0) {
-                if (choice < 2) ok = apply(&image, op, NULL);
+            const Pending *operation = &file->pending[op];
+            if (operation->amount < 0) {
+                if (choice < 2) apply(image, operation, NULL, NULL);
             } else if (choice == 1 || choice == 2) {
-                ok = apply(&image, op, NULL);
+                apply(image, operation, NULL, NULL);
             } else if (choice == 3) {
-                // Torn: some sectors made it, others did not.
-                int sectors = (op->amount + 511) / 512;
-                if (sectors > (int)sizeof(mask)) {
-                    ok = apply(&image, op, NULL);
-                } else {
-                    for (int sector = 0; sector < sectors; sector++) mask[sector] = nextRandom(&random) & 1;
-                    ok = apply(&image, op, mask);
-                }
-            }
+                apply(image, operation, keepSector, &random);  // torn
+            }  // 0: lost
         }
-        if (ok) {
-            const char *slash = strrchr(file->path, '/');
-            char path[PATH_MAX];
-            snprintf(path, sizeof path, "%s/%s", outDirectory, slash ? slash + 1 : file->path);
-            int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-            if (fd < 0) {
-                ok = 0;
-            } else {
-                sqlite3_int64 done = 0;
-                while (ok && done < image.size) {
-                    ssize_t n = write(fd, image.durable + done, (size_t)(image.size - done));
-                    if (n <= 0) ok = 0; else done += n;
-                }
-                close(fd);
-            }
-        }
-        free(image.durable);
-        if (!ok) { written = -1; break; }
-        written++;
     }
     pthread_mutex_unlock(&lock);
+    int written = 0;
+    for (index = 0; index < count; index++) {
+        Tracked *image = &images[index];
+        if (written >= 0) {
+            const char *slash = strrchr(image->path, '/');
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/%s", outDirectory, slash ? slash + 1 : image->path);
+            int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            int ok = fd >= 0;
+            sqlite3_int64 done = 0;
+            while (ok && done < image->size) {
+                ssize_t n = write(fd, image->durable + done, (size_t)(image->size - done));
+                if (n <= 0) ok = 0; else done += n;
+            }
+            if (fd >= 0) close(fd);
+            written = ok ? written + 1 : -1;
+        }
+        free(image->durable);
+    }
+    free(images);
+    if (pendingSeen) *pendingSeen = pending;
     return written;
 }
 

@@ -1,6 +1,6 @@
 // powerloss-check: stores events through the broker's own committer and store
-// (its VFS, its checkpoints) on top of a VFS that knows what a power loss
-// would leave on the disk (CPowerLossVFS), takes snapshots of that at random
+// (its VFS, its checkpoints) over a VFS that knows what a power loss would
+// leave on the disk (CPowerLossVFS), takes snapshots of that at random
 // moments, and checks each: SQLite opens it, it passes integrity_check, and
 // every event acknowledged before the snapshot is in it.
 //
@@ -8,8 +8,14 @@
 //
 //   powerloss-check DIRECTORY EVENTS SNAPSHOTS SEED full|normal
 //
-// Prints one line of `key=value` pairs and exits 0 if every snapshot passed,
-// 1 if one did not, 2 on a usage or setup error.
+// The store goes in DIRECTORY/store, each snapshot in DIRECTORY/snapshot-N
+// while it is checked (then removed, unless it is one of the first two to
+// fail). SNAPSHOTS are taken at random points; up to 8 more as soon as the
+// WAL is seen to start over. Prints one line of
+// `key=value` pairs and exits 0 if every snapshot passed, 1 if one did not,
+// 2 on a usage or setup error. SEED sets the moments and the choice of
+// unsynced writes; the moments are marks on the count of acknowledgements,
+// so a rerun with the same seed takes its snapshots at about the same points.
 import CPowerLossVFS
 import Foundation
 import GRDBSQLite
@@ -31,13 +37,80 @@ func makeEvent(_ id: String, decoder: RequestDecoder, producer: Producer) -> New
     return event
 }
 
+/// SplitMix64: the snapshot marks follow from the seed.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
 /// What the producers and the snapshotter share.
 final class Shared: Sendable {
     /// Acknowledged ids, in the order the acknowledgements came.
     let acked = Mutex<[String]>([])
-    /// For each snapshot: its directory and how many acknowledgements came before it.
-    let taken = Mutex<[(path: String, acked: Int)]>([])
-    let producing = Atomic<Bool>(true)
+    let results = Mutex(Results())
+}
+
+struct Results {
+    var snapshots = 0
+    var failed = 0
+    var missing = 0
+    /// Snapshots whose images chose among writes not synced yet.
+    var withPending = 0
+    /// Snapshots of a WAL that had started over at least once.
+    var afterARestart = 0
+    /// Snapshots taken as soon as the WAL was seen to start over.
+    var atRestart = 0
+}
+
+/// The checkpoint sequence number in a WAL header (bytes 12–15): how many
+/// times the WAL started over; -1 if there is none.
+func walRestarts(_ path: String) -> Int {
+    guard let handle = FileHandle(forReadingAtPath: path),
+          let header = try? handle.read(upToCount: 16), header.count == 16 else { return -1 }
+    try? handle.close()
+    return header[12..<16].reduce(0) { $0 << 8 | Int($1) }
+}
+
+/// Opens a snapshot with SQLite's own unix VFS (as a restarted broker would
+/// find the disk) and returns what is wrong with it, if anything.
+func check(_ path: String, acknowledged: [String]) -> (problem: String?, missing: Int) {
+    var db: OpaquePointer?
+    guard sqlite3_open_v2(path + "/hb.db", &db, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK, let db else {
+        defer { sqlite3_close_v2(db) }
+        return ("cannot open: \(db.map { String(cString: sqlite3_errmsg($0)) } ?? "?")", 0)
+    }
+    defer { sqlite3_close_v2(db) }
+    func rows(_ sql: String) -> [String]? {
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { return nil }
+        defer { sqlite3_finalize(statement) }
+        var out: [String] = []
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { return out }
+            guard rc == SQLITE_ROW else { return nil }
+            out.append(sqlite3_column_text(statement, 0).map { String(cString: $0) } ?? "")
+        }
+    }
+    guard let integrity = rows("PRAGMA integrity_check") else {
+        return ("integrity_check failed: \(String(cString: sqlite3_errmsg(db)))", 0)
+    }
+    if integrity != ["ok"] { return ("integrity_check: \(integrity.joined(separator: "; ").prefix(400))", 0) }
+    guard let stored = rows("SELECT id FROM outbox") else {
+        return ("cannot read the outbox: \(String(cString: sqlite3_errmsg(db)))", 0)
+    }
+    let present = Set(stored)
+    let missing = acknowledged.filter { !present.contains($0) }
+    if !missing.isEmpty {
+        return ("\(missing.count) of \(acknowledged.count) acknowledged events missing, e.g. \(missing.prefix(3))", missing.count)
+    }
+    return (nil, 0)
 }
 
 @main
@@ -49,18 +122,24 @@ struct PowerLossCheck {
     /// Off the main actor: the producers and the snapshotter share only Sendable state.
     nonisolated static func run() async {
         let arguments = CommandLine.arguments
-        guard arguments.count == 6, let eventCount = Int(arguments[2]), let snapshotCount = Int(arguments[3]),
+        guard arguments.count == 6, let eventCount = Int(arguments[2]), eventCount > 1, let snapshotCount = Int(arguments[3]),
               let seed = UInt32(arguments[4]), let durability = Durability(rawValue: arguments[5]) else {
             fail("usage: powerloss-check DIRECTORY EVENTS SNAPSHOTS SEED full|normal")
         }
         let directory = arguments[1]
-        let databasePath = directory + "/hb.db"
-        let snapshotsDirectory = directory + "/snapshots"
-        try? FileManager.default.createDirectory(atPath: snapshotsDirectory, withIntermediateDirectories: true)
+        let storeDirectory = directory + "/store"
+        let databasePath = storeDirectory + "/hb.db"
+        do {
+            try FileManager.default.createDirectory(atPath: storeDirectory, withIntermediateDirectories: true)
+        } catch {
+            fail("cannot create \(storeDirectory): \(error)")
+        }
 
-        // The broker's VFS first, then this one around it, before any connection opens.
-        SQLiteSetup.gatherWALWrites(of: databasePath)
-        guard powerloss_register(directory) == SQLITE_OK else { fail("cannot register the power-loss VFS") }
+        // This VFS first, then the broker's over it (so this one sees what the
+        // broker's writes to the kernel), before any connection opens.
+        SQLiteSetup.apply()
+        guard powerloss_register(storeDirectory) == SQLITE_OK else { fail("cannot register the power-loss VFS") }
+        guard SQLiteSetup.gatherWALWrites(of: databasePath) else { fail("the broker's VFS did not register") }
 
         let logger = Logger(label: "powerloss-check") { _ in SwiftLogNoOpLogHandler() }
         let store: Store
@@ -72,26 +151,61 @@ struct PowerLossCheck {
         let committer = Committer(store: store, logger: logger)
         let producer = Producer(uid: 0, gid: 0, pid: 1)
         let decoder = RequestDecoder()
-
         let shared = Shared()
 
-        // Snapshots at random moments spread over the whole run: each once the
-        // acknowledgements pass a random mark.
-        var random = SystemRandomNumberGenerator()
+        // Snapshots spread over the whole run: each once the acknowledgements
+        // pass a mark, and then while writes wait for a sync if any come
+        // within 20 ms (that is where a power loss hurts).
+        var random = SeededRandom(state: UInt64(seed))
         let marks = (0..<snapshotCount).map { _ in Int.random(in: 1..<eventCount, using: &random) }.sorted()
         let snapshotter = Thread {
-            var index = 0
-            while shared.producing.load(ordering: .relaxed) && index < snapshotCount {
-                if shared.acked.withLock({ $0.count }) < marks[index] {
+            var index = 0, atRestart = 0
+            var lastRestarts = walRestarts(databasePath + "-wal")
+            func take(_ name: String, seed: UInt32) {
+                // The acknowledgements first: each of them came after its commit synced.
+                let acknowledged = shared.acked.withLock { $0 }
+                let path = directory + "/snapshot-\(name)"
+                try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                var pending: Int64 = 0
+                guard powerloss_snapshot(path, seed, &pending) >= 0 else { fail("cannot write snapshot \(path)") }
+                // Read before SQLite opens it: the last connection to close folds the WAL in.
+                let restarted = walRestarts(path + "/hb.db-wal") > 0
+                let (problem, missing) = check(path, acknowledged: acknowledged)
+                let failedBefore = shared.results.withLock { results in
+                    let failed = results.failed
+                    results.snapshots += 1
+                    results.missing += missing
+                    if pending > 0 { results.withPending += 1 }
+                    if restarted { results.afterARestart += 1 }
+                    if problem != nil { results.failed += 1 }
+                    return failed
+                }
+                if let problem {
+                    FileHandle.standardError.write(Data("\(path) (after \(acknowledged.count) acknowledgements, \(pending) unsynced writes): \(problem)\n".utf8))
+                }
+                // The first two failed snapshots are kept to look at.
+                if problem == nil || failedBefore >= 2 { try? FileManager.default.removeItem(atPath: path) }
+            }
+            while index < snapshotCount {
+                // Right after the WAL starts over (up to 8 times): what the
+                // checkpoint copied must be on the disk by then.
+                let restarts = walRestarts(databasePath + "-wal")
+                if restarts > lastRestarts {
+                    lastRestarts = restarts
+                    if atRestart < 8 {
+                        take("restart-\(atRestart)", seed: seed &+ 1_000 &+ UInt32(atRestart))
+                        atRestart += 1
+                        shared.results.withLock { $0.atRestart += 1 }
+                    }
+                    continue
+                }
+                guard shared.acked.withLock({ $0.count }) >= marks[index] else {
                     usleep(100)
                     continue
                 }
-                // Read the acknowledgements first: each of them came after its commit synced.
-                let before = shared.acked.withLock { $0.count }
-                let path = snapshotsDirectory + "/\(index)"
-                try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-                guard powerloss_snapshot(path, seed &+ UInt32(index)) >= 0 else { fail("cannot write snapshot \(path)") }
-                shared.taken.withLock { $0.append((path, before)) }
+                let waitUntil = DispatchTime.now().uptimeNanoseconds + 20_000_000
+                while powerloss_pending_writes() == 0 && DispatchTime.now().uptimeNanoseconds < waitUntil { usleep(20) }
+                take("\(index)", seed: seed &+ UInt32(index))
                 index += 1
             }
         }
@@ -127,73 +241,18 @@ struct PowerLossCheck {
                 }
             }
         }
-        shared.producing.store(false, ordering: .relaxed)
+        // Every mark is below the number of acknowledgements: the snapshotter ends.
         while !snapshotter.isFinished { usleep(1_000) }
         await committer.close()
-
-        /// The checkpoint sequence number in the WAL header (bytes 12–15): how many
-        /// times the WAL started over.
-        func walRestarts(_ path: String) -> Int {
-            guard let handle = FileHandle(forReadingAtPath: path),
-                  let header = try? handle.read(upToCount: 16), header.count == 16 else { return -1 }
-            try? handle.close()
-            return header[12..<16].reduce(0) { $0 << 8 | Int($1) }
-        }
         let restarts = walRestarts(databasePath + "-wal")
         let syncs = powerloss_syncs()
         try? store.close()
 
-        /// Opens a snapshot with SQLite's own unix VFS (as a restarted broker would
-        /// find it), and returns what is wrong with it, if anything.
-        func check(_ path: String, ackedBefore: Int, ids: [String]) -> (problem: String?, missing: Int) {
-            var db: OpaquePointer?
-            guard sqlite3_open_v2(path + "/hb.db", &db, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK, let db else {
-                defer { sqlite3_close_v2(db) }
-                return ("cannot open: \(db.map { String(cString: sqlite3_errmsg($0)) } ?? "?")", 0)
-            }
-            defer { sqlite3_close_v2(db) }
-            func rows(_ sql: String) -> [String]? {
-                var statement: OpaquePointer?
-                guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { return nil }
-                defer { sqlite3_finalize(statement) }
-                var out: [String] = []
-                while true {
-                    let rc = sqlite3_step(statement)
-                    if rc == SQLITE_DONE { return out }
-                    guard rc == SQLITE_ROW else { return nil }
-                    out.append(sqlite3_column_text(statement, 0).map { String(cString: $0) } ?? "")
-                }
-            }
-            guard let integrity = rows("PRAGMA integrity_check") else {
-                return ("integrity_check failed: \(String(cString: sqlite3_errmsg(db)))", 0)
-            }
-            if integrity != ["ok"] { return ("integrity_check: \(integrity.joined(separator: "; ").prefix(400))", 0) }
-            guard let stored = rows("SELECT id FROM outbox") else {
-                return ("cannot read the outbox: \(String(cString: sqlite3_errmsg(db)))", 0)
-            }
-            let present = Set(stored)
-            let missing = ids[..<ackedBefore].filter { !present.contains($0) }
-            if !missing.isEmpty {
-                return ("\(missing.count) of \(ackedBefore) acknowledged events missing, e.g. \(missing.prefix(3))", missing.count)
-            }
-            return (nil, 0)
-        }
-
-        let ids = shared.acked.withLock { $0 }
-        let snapshots = shared.taken.withLock { $0 }
-        var failed = 0, missingTotal = 0, biggest = 0, restartedSnapshots = 0
-        for snapshot in snapshots {
-            // Read before SQLite opens it: the last connection to close folds the WAL in.
-            if walRestarts(snapshot.path + "/hb.db-wal") > 0 { restartedSnapshots += 1 }
-            let (problem, missing) = check(snapshot.path, ackedBefore: snapshot.acked, ids: ids)
-            missingTotal += missing
-            biggest = max(biggest, snapshot.acked)
-            if let problem {
-                failed += 1
-                FileHandle.standardError.write(Data("snapshot \(snapshot.path) (after \(snapshot.acked) acks): \(problem)\n".utf8))
-            }
-        }
-        print("snapshots=\(snapshots.count) failed=\(failed) missing=\(missingTotal) acked=\(ids.count) largest_acked_before_snapshot=\(biggest) wal_restarts=\(restarts) snapshots_after_a_restart=\(restartedSnapshots) syncs=\(syncs)")
-        exit(failed == 0 ? 0 : 1)
+        let acked = shared.acked.withLock { $0.count }
+        let results = shared.results.withLock { $0 }
+        print("snapshots=\(results.snapshots) failed=\(results.failed) missing=\(results.missing) acked=\(acked) "
+            + "snapshots_with_unsynced_writes=\(results.withPending) wal_restarts=\(restarts) "
+            + "snapshots_after_a_restart=\(results.afterARestart) snapshots_at_a_restart=\(results.atRestart) syncs=\(syncs)")
+        exit(results.failed == 0 ? 0 : 1)
     }
 }
