@@ -97,7 +97,7 @@ struct RecentEventsTests {
         #expect(small.events(after: 0, limit: 10) == nil)
     }
 
-    @Test("a dropped submission is freed when it is dropped, not later all at once")
+    @Test("with no reader, dropped submissions are freed as they go, never more than capacity of them waiting")
     func droppedEventsAreFreedAsTheyGo() {
         // Thousands of dropped events freed in one go took milliseconds on the
         // committer's thread, and every event that came meanwhile waited.
@@ -109,7 +109,30 @@ struct RecentEventsTests {
             peak = max(peak, recent.heldEvents)
         }
         #expect(recent.count == 50)
-        #expect(peak == 50, "events held at most: \(peak)")
+        // 50 kept, at most 50 dropped waiting for a reader.
+        #expect(peak == 100, "events held at most: \(peak)")
         #expect(recent.events(after: 1_950, limit: 100)?.map(\.seq) == Array(1_951...2_000))
+        // That reader freed the dropped ones.
+        #expect(recent.heldEvents == 50)
+    }
+
+    @Test("a reader frees what the committer dropped, and the bytes bound the dropped ones too")
+    func readersFreeDroppedEvents() {
+        let recent = RecentEvents(capacity: 50, maxBytes: 1 << 20)
+        for seq in Int64(1)...80 {
+            let event = makeEvent(id: "e\(seq)")
+            recent.committed([([event], [.stored(seq: seq, id: event.id)])], after: seq - 1, through: seq)
+        }
+        #expect(recent.heldEvents == 80)
+        #expect(recent.events(after: 79, limit: 10)?.map(\.seq) == [80])
+        #expect(recent.heldEvents == 50)
+        // Large events: the dropped ones are bounded by bytes as well.
+        let big = RecentEvents(capacity: 100, maxBytes: 10_000)
+        for seq in Int64(1)...40 {
+            let event = makeEvent(id: "b\(seq)", data: "\"\(String(repeating: "x", count: 2_000))\"")
+            big.committed([([event], [.stored(seq: seq, id: event.id)])], after: seq - 1, through: seq)
+        }
+        // About 4 kept (10,000 bytes) and about 4 dropped waiting, not 36.
+        #expect(big.heldEvents <= 10, "held: \(big.heldEvents)")
     }
 }
