@@ -22,7 +22,7 @@ import Synchronization
 /// What the committer drops from the ring is freed by the next reader, on its
 /// own thread: freeing thousands of events a second on the committer's thread
 /// was 5 % of the ingest rate with 10 hooks reading. Only when the readers
-/// leave more than `capacity` events (or `maxBytes`) waiting does the
+/// leave more than a quarter of `capacity` events (or of `maxBytes`) waiting does the
 /// committer free the oldest itself, a few with each commit.
 ///
 /// The committer's thread is the broker's bottleneck, so it hands over each
@@ -50,8 +50,9 @@ public final class RecentEvents: Sendable {
         var coveredAfter: Int64 = -1
         var high: Int64 = -1
         /// Dropped chunks not freed yet: a reader frees them (`events(after:)`),
-        /// on its thread, so the committer does not; past `capacity` events or
-        /// `maxBytes` the committer frees the oldest itself.
+        /// on its thread, so the committer does not; past a quarter of
+        /// `capacity` or of `maxBytes` the committer frees the oldest itself
+        /// (a stalled subscriber reads nothing).
         var dropped: [Chunk] = []
         var droppedHead = 0
         var droppedEvents = 0
@@ -102,8 +103,8 @@ public final class RecentEvents: Sendable {
                 chunks.append(Chunk(events: kept.map(\.0), outcomes: kept.map(\.1), last: last, stored: stored, bytes: bytes))
             }
         }
-        // Dropped chunks wait for a reader to free them. Past `capacity`
-        // waiting events the oldest are freed here, after the lock, a few with
+        // Dropped chunks wait for a reader to free them. Past a quarter of
+        // `capacity` waiting events the oldest are freed here, after the lock, a few with
         // each commit: kept until an array is compacted, they were all freed
         // at once (thousands of events, milliseconds on the committer's thread).
         var freed: [Chunk] = []
@@ -141,7 +142,7 @@ public final class RecentEvents: Sendable {
                 state.chunks.removeFirst(state.head)
                 state.head = 0
             }
-            while (state.droppedEvents > capacity || state.droppedBytes > maxBytes) && state.droppedHead < state.dropped.count {
+            while (state.droppedEvents > capacity / 4 || state.droppedBytes > maxBytes / 4) && state.droppedHead < state.dropped.count {
                 let oldest = state.dropped[state.droppedHead]
                 state.dropped[state.droppedHead] = Chunk(events: [], outcomes: [], last: 0, stored: 0, bytes: 0)
                 state.droppedHead += 1
