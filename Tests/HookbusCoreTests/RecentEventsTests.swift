@@ -64,12 +64,21 @@ struct RecentEventsTests {
             #expect(committer.recent.events(after: 0, limit: 10) == nil)
             #expect(committer.recent.events(after: 2, limit: 10)?.map(\.id) == ["c"])
             committer.recent.removeReader()
+            // The last reader gone, the ring is emptied (and freed there).
+            #expect(committer.recent.count == 0 && committer.recent.heldEvents == 0)
+            #expect(committer.recent.events(after: 2, limit: 10) == nil)
             _ = await committer.commit([makeEvent(id: "d")])
             committer.recent.addReader()
             _ = await committer.commit([makeEvent(id: "e")])
             // d was not handed over: what is kept starts again after it.
             #expect(committer.recent.events(after: 2, limit: 10) == nil)
             #expect(committer.recent.events(after: 4, limit: 10)?.map(\.id) == ["e"])
+            // Two readers: the ring stays until the second leaves.
+            committer.recent.addReader()
+            committer.recent.removeReader()
+            #expect(committer.recent.count == 1)
+            committer.recent.removeReader()
+            #expect(committer.recent.count == 0)
             #expect(try store.events(after: 2, limit: 10).map(\.id) == ["c", "d", "e"])
         }
     }
@@ -132,7 +141,7 @@ struct RecentEventsTests {
             let event = makeEvent(id: "b\(seq)", data: "\"\(String(repeating: "x", count: 2_000))\"")
             big.committed([([event], [.stored(seq: seq, id: event.id)])], after: seq - 1, through: seq)
         }
-        // 8 kept (20,000 bytes) and 2 dropped waiting (5,000 bytes), not 25 (a quarter of capacity).
+        // 8 kept (about 18,500 of the 20,000 bytes) and 2 dropped waiting (5,000 bytes), not 25 (a quarter of capacity).
         #expect(big.count == 8 && big.heldEvents == 10, "kept \(big.count), held \(big.heldEvents)")
     }
 }

@@ -16,14 +16,15 @@ import Synchronization
 /// Kept only while someone may read it (`addReader`): with no subscriber
 /// running, the committer does not hand commits over (at 4 × 64 with no
 /// subscriber the ring was 7 % of the committer's time, most of it freeing the
-/// events it dropped). The first commit handed over after a pause starts the
-/// coverage again, so a reader that came meanwhile reads the outbox until then.
+/// events it dropped), and the last reader to leave empties the ring, on its
+/// own thread. The first commit handed over after that starts the coverage
+/// again; a reader behind it reads the outbox.
 ///
 /// What the committer drops from the ring is freed by the next reader, on its
 /// own thread: freeing thousands of events a second on the committer's thread
 /// was 5 % of the ingest rate with 10 hooks reading. Only when the readers
-/// leave more than a quarter of `capacity` events (or of `maxBytes`) waiting does the
-/// committer free the oldest itself, a few with each commit.
+/// leave more than a quarter of `capacity` events (or of `maxBytes`) waiting
+/// does the committer free the oldest itself, a few with each commit.
 ///
 /// The committer's thread is the broker's bottleneck, so it hands over each
 /// submission's events and outcomes as they are, without building stored
@@ -77,7 +78,21 @@ public final class RecentEvents: Sendable {
     /// the committer hands its commits over. Balance with `removeReader`.
     public func addReader() { readers.add(1, ordering: .sequentiallyConsistent) }
 
-    public func removeReader() { readers.subtract(1, ordering: .sequentiallyConsistent) }
+    /// The last reader to leave empties the ring, freeing it on its own thread:
+    /// kept, it would stay in memory for as long as nobody reads, and the
+    /// first commit handed over afterwards would drop it all on the committer's.
+    public func removeReader() {
+        guard readers.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 else { return }
+        let emptied = state.withLock { state -> (kept: [Chunk], dropped: [Chunk]) in
+            var kept: [Chunk] = [], dropped: [Chunk] = []
+            swap(&kept, &state.chunks)
+            swap(&dropped, &state.dropped)
+            state = State()
+            return (kept, dropped)
+        }
+        // Freed as they go out of scope, here.
+        _ = emptied
+    }
 
     /// Whether anyone may read the ring: if not, commits need not be handed over.
     public var isRead: Bool { readers.load(ordering: .sequentiallyConsistent) > 0 }
@@ -165,6 +180,7 @@ public final class RecentEvents: Sendable {
         let buried = state.withLock { state -> [Chunk] in
             guard state.droppedEvents > 0 else { return [] }
             var taken: [Chunk] = []
+            taken.reserveCapacity(state.dropped.count)
             swap(&taken, &state.dropped)
             state.droppedHead = 0
             state.droppedEvents = 0
@@ -173,7 +189,7 @@ public final class RecentEvents: Sendable {
         }
         // Freed as they go out of scope, here.
         _ = buried
-        let chunks = state.withLock { state -> ArraySlice<Chunk>? in
+        let chunks = state.withLock { state -> [Chunk]? in
             guard seq >= state.coveredAfter, seq < state.high else { return nil }
             // The first chunk that stored something above `seq`.
             var low = state.head
@@ -190,7 +206,9 @@ public final class RecentEvents: Sendable {
                 count += state.chunks[end].stored
                 end += 1
             }
-            return state.chunks[low..<end]
+            // A copy of the few chunks: a slice would share the array's storage,
+            // and the committer's next append would copy all of it.
+            return Array(state.chunks[low..<end])
         }
         guard let chunks else { return nil }
         var out: [StoredEvent] = []
