@@ -39,6 +39,19 @@ struct StoreTests {
         }
     }
 
+    @Test("opening a store syncs the directory that holds the database (SQLite syncs it for a new WAL, not for a new database)")
+    func directorySyncedAtOpen() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = databasePath(in: directory)
+            let store = try Store(path: path)
+            defer { try? store.close() }
+            let parent = String(path[..<path.lastIndex(of: "/")!])
+            #expect(Store.syncedDirectories.withLock { $0.contains(parent) })
+            // A directory that is not there says which and why.
+            #expect(throws: StoreError.self) { try Store.syncDirectory(of: "/nonexistent-hookbus-dir/hb.db") }
+        }
+    }
+
     @Test("every column reads back as it was given: texts (a subject, an empty one, none, non-ASCII), numbers and the event bytes")
     func columnsRoundTrip() async throws {
         try await withTemporaryDirectory { directory in

@@ -60,6 +60,10 @@ public final class Store: Sendable {
                 if let maxPages { _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(maxPages)") }
             }
             try Migrations.migrator.migrate(pool)
+            // SQLite syncs the directory when it creates a WAL, not when it
+            // creates the database file: a power loss soon after a first start
+            // could lose the database's name while its WAL survives.
+            try Self.syncDirectory(of: path)
             let checkpointer = Checkpointer(durability: durability)
             pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
             self.checkpointer = checkpointer
@@ -72,6 +76,24 @@ public final class Store: Sendable {
             throw failure
         }
     }
+
+    /// fsyncs the directory that holds `path`, so that the names of the files
+    /// created in it so far (the database, its lock file) are on the disk.
+    static func syncDirectory(of path: String) throws(StoreError) {
+        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw StoreError(.other, "cannot open the directory \(directory) of \(path) to sync it: \(String(cString: strerror(errno)))")
+        }
+        defer { closeDescriptor(fd) }
+        guard fsync(fd) == 0 else {
+            throw StoreError(.other, "cannot sync the directory \(directory) of \(path): \(String(cString: strerror(errno)))")
+        }
+        syncedDirectories.withLock { _ = $0.insert(directory) }
+    }
+
+    /// Directories `syncDirectory` synced in this process (for tests).
+    static let syncedDirectories = Mutex<Set<String>>([])
 
     /// Databases up to this size get `PRAGMA quick_check` before the broker
     /// serves them (well under a second); larger ones are checked after start.
@@ -135,3 +157,6 @@ public final class Store: Sendable {
         try pool.close()
     }
 }
+
+/// `close(2)`, out of the way of `Store.close()`.
+private func closeDescriptor(_ fd: Int32) { close(fd) }
