@@ -79,6 +79,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What the test targets and powerloss-check share: a seeded generator.
+        .target(name: "HookbusTestSupport", path: "Tests/Support", swiftSettings: strict),
         // A VFS that knows what a power loss would leave on the disk, and the
         // program that stores events through the broker's store on top of it
         // (PowerLossTests runs it: the VFS is process-wide, so it gets a process of its own).
@@ -86,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "powerloss-check",
             dependencies: [
-                "CPowerLossVFS", "HookbusCore",
+                "CPowerLossVFS", "HookbusCore", "HookbusTestSupport",
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -96,7 +98,7 @@ let package = Package(
         .testTarget(
             name: "HookbusCoreTests",
             dependencies: [
-                "HookbusCore",
+                "HookbusCore", "HookbusTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -117,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "HookbusIntegrationTests",
             dependencies: [
-                "HookbusClient", "HookbusCore", "hookbusd", "hookbus", "powerloss-check",
+                "HookbusClient", "HookbusCore", "HookbusTestSupport", "hookbusd", "hookbus", "powerloss-check",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict

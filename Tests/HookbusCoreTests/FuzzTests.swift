@@ -1,4 +1,5 @@
 import Foundation
+import HookbusTestSupport
 import Testing
 @testable import HookbusCore
 

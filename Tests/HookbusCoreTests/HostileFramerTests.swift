@@ -1,3 +1,4 @@
+import HookbusTestSupport
 import Testing
 @testable import HookbusCore
 

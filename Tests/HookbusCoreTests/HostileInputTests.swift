@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import HookbusTestSupport
 import Testing
 @testable import HookbusCore
 

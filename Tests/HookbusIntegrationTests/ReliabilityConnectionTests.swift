@@ -1,5 +1,6 @@
 import Foundation
 import HookbusClient
+import HookbusTestSupport
 import Testing
 
 extension HeavyTests {
@@ -93,7 +94,7 @@ extension HeavyTests {
             let batch = 25  // open at once by each thread, then all dropped
 
             let tried = try await onThreads(threads) { thread -> Int in
-                var random = ReliabilityRandom(seed: 0xD80_0000 + UInt64(thread))
+                var random = SplitMix64(seed: 0xD80_0000 + UInt64(thread))
                 var count = 0
                 while count < Self.connections / threads {
                     var open: [ReliabilityRawConnection] = []

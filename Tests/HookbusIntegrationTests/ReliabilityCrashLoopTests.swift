@@ -1,6 +1,7 @@
 import Foundation
 import HookbusClient
 import Synchronization
+import HookbusTestSupport
 import Testing
 
 extension HeavyTests {
@@ -130,7 +131,7 @@ extension HeavyTests {
                 .replacingOccurrences(of: "{examples}", with: DispatchExamples.directory)
             let broker = scratch.broker(config: try scratch.write("hookbus.toml", text))
             let ledger = Ledger()
-            var random = ReliabilityRandom(seed: Self.seed)
+            var random = SplitMix64(seed: Self.seed)
             let context = "seed \(String(Self.seed, radix: 16))"
 
             try await broker.start()

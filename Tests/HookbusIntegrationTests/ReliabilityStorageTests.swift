@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import HookbusClient
+import HookbusTestSupport
 import Testing
 
 /// Storage failures (DESIGN.md "Storage", issue 6 "Full disk" and
@@ -173,7 +174,7 @@ struct ReliabilityStorageTests {
         case notSQLite = "a text file"
 
         func apply(to original: [UInt8]) -> [UInt8] {
-            var random = ReliabilityRandom(seed: 0xBAD_DA7A)
+            var random = SplitMix64(seed: 0xBAD_DA7A)
             switch self {
             case .garbage: return (0..<65_536).map { _ in UInt8.random(in: 0...255, using: &random) }
             case .zeros: return [UInt8](repeating: 0, count: 8192)
@@ -255,7 +256,7 @@ struct ReliabilityStorageTests {
         let pages = try damage.pages(in: real.path)
         try #require(!pages.isEmpty && !pages.contains(1), "nothing to damage: \(pages)")
         var bytes = real.bytes
-        var random = ReliabilityRandom(seed: 0xBAD_9A6E)
+        var random = SplitMix64(seed: 0xBAD_9A6E)
         for page in pages {
             for index in ((page - 1) * 4096)..<(page * 4096) { bytes[index] = UInt8.random(in: 0...255, using: &random) }
         }

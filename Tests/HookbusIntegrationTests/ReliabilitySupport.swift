@@ -147,21 +147,6 @@ final class ReliabilityRawConnection {
     deinit { close() }
 }
 
-/// SplitMix64: a small seeded generator, so a random schedule reproduces from
-/// the seed a failure message prints.
-struct ReliabilityRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The counts a run produced (kill cycles, events, connections), appended to
 /// the file named by `HOOKBUS_TEST_FIGURES` when it is set; nothing otherwise.

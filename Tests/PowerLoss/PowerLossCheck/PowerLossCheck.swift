@@ -20,6 +20,7 @@ import CPowerLossVFS
 import Foundation
 import GRDBSQLite
 import HookbusCore
+import HookbusTestSupport
 import Logging
 import Synchronization
 
@@ -35,18 +36,6 @@ func makeEvent(_ id: String, decoder: RequestDecoder, producer: Producer) -> New
         fail("the test event does not validate: \(line)")
     }
     return event
-}
-
-/// SplitMix64: the snapshot marks follow from the seed.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// What the producers and the snapshotter share.
@@ -156,7 +145,7 @@ struct PowerLossCheck {
         // Snapshots spread over the whole run: each once the acknowledgements
         // pass a mark, and then while writes wait for a sync if any come
         // within 20 ms (that is where a power loss hurts).
-        var random = SeededRandom(state: UInt64(seed))
+        var random = SplitMix64(seed: UInt64(seed))
         let marks = (0..<snapshotCount).map { _ in Int.random(in: 1..<eventCount, using: &random) }.sorted()
         let snapshotter = Thread {
             var index = 0, atRestart = 0
