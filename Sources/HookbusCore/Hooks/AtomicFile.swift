@@ -11,7 +11,6 @@ public enum AtomicFile {
     }
 
     public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws(Failure) {
-        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         let temp = "\(path).tmp.\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw failure("cannot create \(temp)") }
@@ -40,11 +39,20 @@ public enum AtomicFile {
             unlink(temp)
             throw problem
         }
-        let dirfd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirfd >= 0 {
-            _ = fsync(dirfd)
-            close(dirfd)
-        }
+        // The new name, best effort (the content is in place either way).
+        _ = try? syncDirectory(of: path)
+    }
+
+    /// fsyncs the directory that holds `path`, so that the names created in it
+    /// are on the disk; returns that directory.
+    @discardableResult
+    public static func syncDirectory(of path: String) throws(Failure) -> String {
+        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure("cannot open the directory \(directory) of \(path) to sync it") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw failure("cannot sync the directory \(directory) of \(path)") }
+        return directory
     }
 
     private static func failure(_ what: String) -> Failure {

@@ -80,16 +80,12 @@ public final class Store: Sendable {
     /// fsyncs the directory that holds `path`, so that the names of the files
     /// created in it so far (the database, its lock file) are on the disk.
     static func syncDirectory(of path: String) throws(StoreError) {
-        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StoreError(.other, "cannot open the directory \(directory) of \(path) to sync it: \(String(cString: strerror(errno)))")
+        do {
+            let directory = try AtomicFile.syncDirectory(of: path)
+            syncedDirectories.withLock { _ = $0.insert(directory) }
+        } catch {
+            throw StoreError(.other, error.description)
         }
-        defer { closeDescriptor(fd) }
-        guard fsync(fd) == 0 else {
-            throw StoreError(.other, "cannot sync the directory \(directory) of \(path): \(String(cString: strerror(errno)))")
-        }
-        syncedDirectories.withLock { _ = $0.insert(directory) }
     }
 
     /// Directories `syncDirectory` synced in this process (for tests).
@@ -157,6 +153,3 @@ public final class Store: Sendable {
         try pool.close()
     }
 }
-
-/// `close(2)`, out of the way of `Store.close()`.
-private func closeDescriptor(_ fd: Int32) { close(fd) }
