@@ -12,9 +12,8 @@ struct StoreTests {
         }
     }
 
-    /// What an append should answer. A new row's seq is only known to be larger
-    /// than every earlier one: SQLite's AUTOINCREMENT may skip the number a
-    /// conflicting (duplicate) insert drew, so seqs can have gaps.
+    /// What an append should answer. A new row's seq is only checked to be
+    /// larger than every earlier one.
     private enum Expected {
         case stored(String)
         case duplicate(Int64, String)
@@ -223,6 +222,71 @@ struct StoreTests {
         }
     }
 
+    @Test("with every key's hash the same, each candidate is checked against its row: duplicates found, others stored, across batches, statements and a reopen")
+    func everyKeyCollides() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = databasePath(in: directory)
+        let collide: OutboxKeys.TagFunction = { _, _ in 7 }
+        // By bytes: a Swift dictionary would take "café" in either form for one key.
+        var seqs: [[UInt8]: Int64] = [:]
+        func key(_ source: String, _ id: String) -> [UInt8] { Array(source.utf8) + [0] + Array(id.utf8) }
+        do {
+            let store = try Store(path: path, durability: .normal, exclusive: true, keyTag: collide)
+            // Ids that differ only at the end, in the source/id boundary, and in Unicode form.
+            var events = (0..<(Store.rowsPerInsert + 5)).map { makeEvent(id: "k\($0)") }
+            events.append(makeEvent(id: "caf\u{E9}"))
+            events.append(makeEvent(id: "cafe\u{301}"))
+            events.append(makeEvent(id: "tk1", source: "tes"))
+            let outcomes = try store.append(events)
+            Self.check(outcomes, events.map { .stored($0.id) })
+            for (event, outcome) in zip(events, outcomes) { seqs[key(event.source, event.id)] = Self.seq(outcome) }
+            Self.check(try store.append([makeEvent(id: "k3"), makeEvent(id: "new"), makeEvent(id: "new"), makeEvent(id: "caf\u{E9}")]),
+                       [.duplicate(seqs[key("test", "k3")]!, "k3"), .stored("new"), .duplicate(Int64(events.count + 1), "new"),
+                        .duplicate(seqs[key("test", "caf\u{E9}")]!, "caf\u{E9}")], above: Int64(events.count))
+            try store.close()
+        }
+        let store = try Store(path: path, durability: .normal, exclusive: true, keyTag: collide)
+        #expect(store.keyCount == Store.rowsPerInsert + 9)
+        Self.check(try store.append([makeEvent(id: "tk1", source: "tes"), makeEvent(id: "cafe\u{301}"), makeEvent(id: "k1", source: "tes")]),
+                   [.duplicate(seqs[key("tes", "tk1")]!, "tk1"), .duplicate(seqs[key("test", "cafe\u{301}")]!, "cafe\u{301}"), .stored("k1")],
+                   above: Int64(Store.rowsPerInsert + 9))
+        try store.close()
+    }
+
+    @Test("a transaction that does not commit takes its keys back: the same event is stored afterwards, not called a duplicate of a row that is not there")
+    func keysOfARolledBackTransaction() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
+        struct Abandon: Error {}
+        #expect(throws: Abandon.self) {
+            try store.pool.writeWithoutTransaction { db in
+                try store.transaction(db) {
+                    _ = try store.append([makeEvent(id: "a"), makeEvent(id: "b")], in: db)
+                    throw Abandon()
+                }
+            }
+        }
+        #expect(store.keyCount == 0)
+        #expect(try store.append([makeEvent(id: "b"), makeEvent(id: "a")]) == [.stored(seq: 1, id: "b"), .stored(seq: 2, id: "a")])
+        #expect(store.keyCount == 2)
+        try store.close()
+    }
+
+    @Test("pruning an event removes its key: a resend after it is stored again, with a new seq")
+    func prunedKeysLeave() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
+        _ = try store.append((0..<50).map { makeEvent(id: "p\($0)") })
+        #expect(store.keyCount == 50)
+        #expect(try store.prune(receivedBefore: .max, subscribers: [], chunk: 16) == 50)
+        #expect(store.keyCount == 0)
+        #expect(try store.append([makeEvent(id: "p7")]) == [.stored(seq: 51, id: "p7")])
+        try store.close()
+    }
+
     @Test("seq is never reused, even after rows are deleted")
     func seqNeverReused() throws {
         let directory = try makeTemporaryDirectory()
@@ -272,15 +336,19 @@ struct StoreTests {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = databasePath(in: directory)
-        // An "older hookbus": only the first migration, and one event written by hand.
+        // An "older hookbus": only the first migration, and events written by
+        // hand: the last of them deleted, so sqlite_sequence is above every row.
         do {
             let queue = try DatabaseQueue(path: path)
             try Migrations.migrator.migrate(queue, upTo: "v1-outbox")
             try queue.write { db in
-                try db.execute(sql: """
-                    INSERT INTO outbox (id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event)
-                    VALUES ('old', 'fleet', 'client.added', NULL, '2026-01-01T00:00:00Z', 0, 1, 2, 3, '{"type":"client.added"}')
-                    """)
+                for id in ["old", "gone"] {
+                    try db.execute(sql: """
+                        INSERT INTO outbox (id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event)
+                        VALUES (?, 'fleet', 'client.added', NULL, '2026-01-01T00:00:00Z', 0, 1, 2, 3, '{"type":"client.added"}')
+                        """, arguments: [id])
+                }
+                try db.execute(sql: "DELETE FROM outbox WHERE id = 'gone'")
             }
             try queue.close()
         }
@@ -292,8 +360,11 @@ struct StoreTests {
         let old = try #require(try store.events(in: 1...1).first)
         #expect(old.id == "old")
         #expect(old.producer == Producer(uid: 1, gid: 2, pid: 3))
-        Self.check(try store.append([makeEvent(id: "old", source: "fleet"), makeEvent(id: "new")]),
-                   [.duplicate(1, "old"), .stored("new")], above: 1)
+        #expect(try store.append([makeEvent(id: "old", source: "fleet"), makeEvent(id: "new")]) ==
+                [.duplicate(seq: 1, id: "old"), .stored(seq: 3, id: "new")])
+        // v4 rebuilt the table without the unique index; the keys are in memory.
+        let indexes = try store.pool.read { db in try Row.fetchAll(db, sql: "PRAGMA index_list(outbox)") }
+        #expect(indexes.isEmpty, "\(indexes)")
         try store.close()
     }
 

@@ -37,17 +37,25 @@ extension Store {
             let free = old.filter { event in !owners.contains { $0.cursor < event.seq && $0.types.matches(event.type) } }.map(\.seq)
             if !free.isEmpty {
                 let known = owners.map(\.name)
-                total += try pool.write { db -> Int in
+                let deleted = try pool.write { db -> [Row] in
                     let list = free.map(String.init).joined(separator: ",")
                     // Retry rows of a subscriber no longer configured hold nothing back.
                     let placeholders = known.isEmpty ? "NULL" : Array(repeating: "?", count: known.count).joined(separator: ",")
-                    try db.execute(sql: """
+                    return try Row.fetchAll(db, sql: """
                         DELETE FROM outbox WHERE seq IN (\(list))
                           AND NOT EXISTS (SELECT 1 FROM retries r WHERE r.seq = outbox.seq AND r.subscriber IN (\(placeholders)))
                           AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = outbox.seq)
+                        RETURNING seq, source, id
                         """, arguments: StatementArguments(known))
-                    return db.changesCount
                 }
+                // Only once the delete has committed: a missing entry would let a duplicate in.
+                keys.withLock { keys in
+                    for row in deleted {
+                        let (seq, source, id): (Int64, String, String) = (row[0], row[1], row[2])
+                        keys.remove(tag: keys.tag(source: source, id: id), seq: seq)
+                    }
+                }
+                total += deleted.count
             }
             if old.count < candidates.count { return total }
         }

@@ -195,7 +195,7 @@ public final class Committer: Sendable {
         /// The seqs this transaction used: `(before, through]`.
         var used: (before: Int64, through: Int64)?
         do {
-            try store.pool.writeWithoutTransaction { db in try Store.transaction(db) {
+            try store.pool.writeWithoutTransaction { db in try store.transaction(db) {
                 outcomes.removeAll(keepingCapacity: true)
                 lastSeq = 0
                 used = nil
@@ -210,7 +210,7 @@ public final class Committer: Sendable {
                     } else if let refusal {
                         outcomes.append(.failure(WireError(.unavailable, "outbox_full", refusal)))
                     } else {
-                        let stored = try Store.append(submission.events, in: db)
+                        let stored = try store.append(submission.events, in: db)
                         for case .stored(let seq, _) in stored { lastSeq = max(lastSeq, seq) }
                         outcomes.append(.success(stored))
                     }

@@ -76,6 +76,36 @@ enum Migrations {
                 CREATE INDEX dead_letters_by_seq ON dead_letters (seq);
                 """)
         }
+        migrator.registerMigration("v4-outbox-keys-in-memory") { db in
+            // UNIQUE (source, id) leaves: the broker checks (source, id) in
+            // memory (OutboxKeys). SQLite cannot drop the constraint's index,
+            // so the table is rebuilt, its rows and sqlite_sequence kept.
+            let sequence = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
+            try db.execute(sql: """
+                CREATE TABLE outbox_v4 (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after pruning
+                    id TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    subject TEXT,
+                    time TEXT NOT NULL,                     -- the event's time (RFC 3339)
+                    received_at INTEGER NOT NULL,           -- microseconds since the Unix epoch
+                    producer_uid INTEGER NOT NULL,
+                    producer_gid INTEGER NOT NULL,
+                    producer_pid INTEGER NOT NULL,
+                    event TEXT NOT NULL                     -- the event JSON as delivered
+                );
+                INSERT INTO outbox_v4 (seq, id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event)
+                    SELECT seq, id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event
+                    FROM outbox ORDER BY seq;
+                DROP TABLE outbox;
+                ALTER TABLE outbox_v4 RENAME TO outbox;
+                DELETE FROM sqlite_sequence WHERE name = 'outbox';
+                """)
+            if let sequence {
+                try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", arguments: [sequence])
+            }
+        }
         return migrator
     }()
 

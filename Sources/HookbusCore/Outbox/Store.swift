@@ -20,8 +20,20 @@ public final class Store: Sendable {
     /// Checkpoints off the committer's thread (`Checkpointer`).
     let checkpointer: Checkpointer
     private let closed = Atomic<Bool>(false)
+    /// Which `seq` may hold a `(source, id)`: the idempotency check, in
+    /// memory (`OutboxKeys`), read from the outbox at open. Used on the
+    /// writer connection only.
+    let keys: Mutex<OutboxKeys>
 
-    public init(path: String, durability: Durability = .full, exclusive: Bool = true) throws(StoreError) {
+    /// Entries in `keys` (for tests and stats).
+    var keyCount: Int { keys.withLock { $0.count } }
+
+    public convenience init(path: String, durability: Durability = .full, exclusive: Bool = true) throws(StoreError) {
+        try self.init(path: path, durability: durability, exclusive: exclusive, keyTag: OutboxKeys.sipHashTag)
+    }
+
+    /// - Parameter keyTag: how `OutboxKeys` hashes a key (tests make every key collide).
+    init(path: String, durability: Durability, exclusive: Bool, keyTag: @escaping OutboxKeys.TagFunction) throws(StoreError) {
         SQLiteSetup.gatherWALWrites(of: path)
         self.path = path
         self.durability = durability
@@ -64,6 +76,7 @@ public final class Store: Sendable {
             // creates the database file: a power loss soon after a first start
             // could lose the database's name while its WAL survives.
             try Self.syncDirectory(of: path)
+            keys = Mutex(try pool.read { db in try Self.loadKeys(db, tag: keyTag) })
             let checkpointer = Checkpointer(durability: durability)
             pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
             self.checkpointer = checkpointer

@@ -1,0 +1,224 @@
+/// The outbox's idempotency index, in memory: which `seq` may hold a given
+/// `(source, id)`.
+///
+/// The rule (PROTOCOL.md, section 6) is that a `(source, id)` already stored
+/// is answered with its `seq` and written again nowhere. SQLite could enforce
+/// it with a unique index on the two text columns, but that index was a third
+/// of the cost of every insert, and with ids in random order (UUIDs) each
+/// event dirtied an index page of its own. Here each stored event has one
+/// 8-byte slot instead: 24 bits of a hash of its `(source, id)` (the *tag*)
+/// and its `seq`. A tag match is only a candidate: the caller compares the
+/// stored row's bytes (`Store`), so a collision costs a lookup by `seq`,
+/// never a false duplicate.
+///
+/// Open addressing with linear probing; an entry's home slot is computed
+/// from its tag alone, so entries can be moved (backward-shift deletion,
+/// growth) without the row. The hash is Swift's `Hasher` (SipHash, seeded at
+/// random for each process): the table is rebuilt from the outbox at every
+/// start and never stored, and a producer cannot choose ids that collide.
+///
+/// An entry that names a `seq` no longer stored (pruned, or of a transaction
+/// that did not commit) is harmless: its candidate fails the comparison. A
+/// missing entry is not: it would let a duplicate in. So entries are added
+/// before the transaction that stores their rows commits, and removed only
+/// after a delete has committed, or after a transaction failed without
+/// storing the row (`rollback`).
+///
+/// Not thread-safe; `Store` keeps it in a `Mutex` and uses it on the writer.
+struct OutboxKeys {
+    /// Hashes a key's bytes (`source`, then `id`) to its tag (`0..<2^24`).
+    typealias TagFunction = @Sendable (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> UInt32
+
+    static let tagBits = 24
+    /// A slot holds `tag << seqBits | (seq - base + 1)`; 0 is an empty slot.
+    static let seqBits = 40
+    static let offsetMask: UInt64 = (1 << 40) - 1
+    static let minimumCapacity = 1024
+
+    /// The production tag: SipHash of the two keys' bytes, its top 24 bits.
+    static let sipHashTag: TagFunction = { source, id in
+        var hasher = Hasher()
+        hasher.combine(source.count)
+        hasher.combine(bytes: source)
+        hasher.combine(bytes: id)
+        return UInt32(truncatingIfNeeded: UInt64(UInt(bitPattern: hasher.finalize())) >> (64 - 24))
+    }
+
+    private let tagFunction: TagFunction
+    private(set) var slots: [UInt64]
+    private(set) var count = 0
+    /// `seq` of offset 1 (see `slot`).
+    private var base: Int64 = 1
+    /// Entries added since `begin()`, while a transaction is open.
+    private var journal: [(tag: UInt32, seq: Int64)] = []
+    private var journaling = false
+    /// Entries dropped because the stored `seq`s spanned more than 2^39.
+    private(set) var dropped = 0
+
+    init(tag: @escaping TagFunction = Self.sipHashTag, capacity: Int = Self.minimumCapacity) {
+        tagFunction = tag
+        slots = Array(repeating: 0, count: max(Self.minimumCapacity, capacity))
+    }
+
+    /// The tag of the key `(source, id)` given as UTF-8 bytes.
+    func tag(source: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer) -> UInt32 {
+        tagFunction(source, id) & ((1 << 24) - 1)
+    }
+
+    /// The tag of `(source, id)`, by their UTF-8 bytes (not by Unicode
+    /// equivalence: SQLite compares text byte by byte, and so does `Store`).
+    func tag(source: String, id: String) -> UInt32 {
+        var (source, id) = (source, id)
+        return source.withUTF8 { source in
+            id.withUTF8 { id in tag(source: UnsafeRawBufferPointer(source), id: UnsafeRawBufferPointer(id)) }
+        }
+    }
+
+    // MARK: Lookup
+
+    /// The first candidate `seq` under `tag` for which `matches` is true, in
+    /// no particular order; nil if none is.
+    func first(tag: UInt32, where matches: (Int64) throws -> Bool) rethrows -> Int64? {
+        let capacity = slots.count
+        var index = home(tag)
+        while true {
+            let slot = slots[index]
+            if slot == 0 { return nil }
+            if UInt32(truncatingIfNeeded: slot >> Self.seqBits) == tag, try matches(seq(of: slot)) {
+                return seq(of: slot)
+            }
+            index += 1
+            if index == capacity { index = 0 }
+        }
+    }
+
+    // MARK: Changes
+
+    /// Adds `seq` under `tag`. While journaling, `rollback` can take it back.
+    mutating func insert(tag: UInt32, seq: Int64) {
+        if count == 0 { base = seq }
+        if seq < base || UInt64(seq - base) >= Self.offsetMask {
+            rebase(including: seq)
+        }
+        if (count + 1) * 4 > slots.count * 3 {
+            rebuild(capacity: slots.count + slots.count / 2)
+        }
+        place(slot(tag: tag, seq: seq))
+        count += 1
+        if journaling { journal.append((tag, seq)) }
+    }
+
+    /// Removes the entry for `seq` under `tag`, if there is one.
+    @discardableResult
+    mutating func remove(tag: UInt32, seq: Int64) -> Bool {
+        guard seq >= base, UInt64(seq - base) < Self.offsetMask else { return false }
+        let wanted = slot(tag: tag, seq: seq)
+        let capacity = slots.count
+        var index = home(tag)
+        while slots[index] != wanted {
+            if slots[index] == 0 { return false }
+            index += 1
+            if index == capacity { index = 0 }
+        }
+        // Backward shift: pull later entries of the cluster into the hole
+        // unless their home lies cyclically in (hole, their slot].
+        var hole = index
+        var next = index
+        while true {
+            next += 1
+            if next == capacity { next = 0 }
+            let slot = slots[next]
+            if slot == 0 { break }
+            let home = home(UInt32(truncatingIfNeeded: slot >> Self.seqBits))
+            let stays = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
+            if stays { continue }
+            slots[hole] = slot
+            hole = next
+        }
+        slots[hole] = 0
+        count -= 1
+        if slots.count > Self.minimumCapacity && count * 8 < slots.count {
+            rebuild(capacity: max(Self.minimumCapacity, count * 2))
+        }
+        return true
+    }
+
+    /// Starts recording what is added, for `rollback`.
+    mutating func begin() {
+        journal.removeAll(keepingCapacity: true)
+        journaling = true
+    }
+
+    /// What was added since `begin()` stays.
+    mutating func commit() {
+        journal.removeAll(keepingCapacity: true)
+        journaling = false
+    }
+
+    /// Removes what was added since `begin()`, but the entries for which
+    /// `isStored` says the row is there after all (or cannot say: a throw
+    /// keeps the entry, which is always safe).
+    mutating func rollback(isStored: (Int64) throws -> Bool) {
+        let added = journal
+        journal.removeAll(keepingCapacity: true)
+        journaling = false
+        for (tag, seq) in added.reversed() where !((try? isStored(seq)) ?? true) {
+            remove(tag: tag, seq: seq)
+        }
+    }
+
+    // MARK: Slots
+
+    private func home(_ tag: UInt32) -> Int {
+        Int(truncatingIfNeeded: (UInt64(tag) &* UInt64(slots.count)) >> Self.tagBits)
+    }
+
+    private func slot(tag: UInt32, seq: Int64) -> UInt64 {
+        UInt64(tag) << Self.seqBits | UInt64(seq - base + 1)
+    }
+
+    private func seq(of slot: UInt64) -> Int64 {
+        Int64(slot & Self.offsetMask) - 1 + base
+    }
+
+    private mutating func place(_ slot: UInt64) {
+        let capacity = slots.count
+        var index = home(UInt32(truncatingIfNeeded: slot >> Self.seqBits))
+        while slots[index] != 0 {
+            index += 1
+            if index == capacity { index = 0 }
+        }
+        slots[index] = slot
+    }
+
+    /// Every entry, as `(tag, seq)`.
+    private var entries: [(tag: UInt32, seq: Int64)] {
+        slots.compactMap { $0 == 0 ? nil : (UInt32(truncatingIfNeeded: $0 >> Self.seqBits), seq(of: $0)) }
+    }
+
+    /// Moves every entry to a table of `capacity` slots (the base stays, so
+    /// slots move as they are).
+    private mutating func rebuild(capacity: Int) {
+        let old = slots
+        slots = Array(repeating: 0, count: max(capacity, Self.minimumCapacity, count * 2))
+        for slot in old where slot != 0 { place(slot) }
+    }
+
+    /// Makes room for `seq` in a slot's 40 bits of `seq`: the lowest stored
+    /// `seq` becomes the base. Only if the stored `seq`s span more than 2^39
+    /// (an outbox holding an event while half a trillion newer ones passed)
+    /// are the oldest entries dropped; a duplicate of one of those would then
+    /// be stored again.
+    private mutating func rebase(including seq: Int64) {
+        var kept = entries
+        let newest = max(seq, kept.map(\.seq).max() ?? seq)
+        let floor = newest - Int64(1 << 39)
+        let before = kept.count
+        kept.removeAll { $0.seq < floor }
+        dropped += before - kept.count
+        count = kept.count
+        base = min(seq, kept.map(\.seq).min() ?? seq)
+        slots = Array(repeating: 0, count: slots.count)
+        for (tag, seq) in kept { place(slot(tag: tag, seq: seq)) }
+    }
+}
