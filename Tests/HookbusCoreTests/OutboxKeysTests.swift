@@ -84,6 +84,10 @@ struct OutboxKeysTests {
         keys.insert(tag: 4, seq: (1 << 40) + 20)
         #expect(Self.all(keys, 1) == [] && Self.all(keys, 2) == [] && keys.dropped == 2)
         #expect(Self.all(keys, 3) == [(1 << 39) + 50] && Self.all(keys, 4) == [(1 << 40) + 20])
+        // A seq that old is not added at all (the newer entries keep their places).
+        keys.insert(tag: 5, seq: 5)
+        #expect(Self.all(keys, 5) == [] && keys.dropped == 3 && keys.count == 2)
+        #expect(Self.all(keys, 3) == [(1 << 39) + 50] && Self.all(keys, 4) == [(1 << 40) + 20])
         let removed = keys.remove(tag: 3, seq: (1 << 39) + 50)
         #expect(removed && keys.count == 1)
     }

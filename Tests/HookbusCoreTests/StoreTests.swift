@@ -274,6 +274,30 @@ struct StoreTests {
         try store.close()
     }
 
+    @Test("rows that SQLite stores under other seqs than the ones predicted fail the transaction, and leave no key behind")
+    func seqMismatchFails() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
+        _ = try store.append([makeEvent(id: "before")])
+        // One more row, stored by a trigger, moves the seq of every row after it.
+        try store.pool.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER shift AFTER INSERT ON outbox WHEN NEW.id = 'shift'
+                BEGIN
+                    INSERT INTO outbox (id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event)
+                    VALUES ('extra', 'trigger', 't', NULL, '', 0, 0, 0, 0, '{}');
+                END
+                """)
+        }
+        #expect(throws: StoreError.self) { try store.append([makeEvent(id: "shift"), makeEvent(id: "after")]) }
+        #expect(store.keyCount == 1)
+        #expect(try store.eventCount() == 1)
+        try store.pool.write { db in try db.execute(sql: "DROP TRIGGER shift") }
+        #expect(try store.append([makeEvent(id: "after"), makeEvent(id: "shift")]) == [.stored(seq: 2, id: "after"), .stored(seq: 3, id: "shift")])
+        try store.close()
+    }
+
     @Test("pruning an event removes its key: a resend after it is stored again, with a new seq")
     func prunedKeysLeave() throws {
         let directory = try makeTemporaryDirectory()

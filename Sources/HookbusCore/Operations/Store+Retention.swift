@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 extension Store {
@@ -37,22 +38,27 @@ extension Store {
             let free = old.filter { event in !owners.contains { $0.cursor < event.seq && $0.types.matches(event.type) } }.map(\.seq)
             if !free.isEmpty {
                 let known = owners.map(\.name)
-                let deleted = try pool.write { db -> [Row] in
+                let deleted = try pool.write { db -> [(seq: Int64, source: [UInt8], id: [UInt8])] in
                     let list = free.map(String.init).joined(separator: ",")
                     // Retry rows of a subscriber no longer configured hold nothing back.
                     let placeholders = known.isEmpty ? "NULL" : Array(repeating: "?", count: known.count).joined(separator: ",")
-                    return try Row.fetchAll(db, sql: """
+                    let rows = try Row.fetchCursor(db, sql: """
                         DELETE FROM outbox WHERE seq IN (\(list))
                           AND NOT EXISTS (SELECT 1 FROM retries r WHERE r.seq = outbox.seq AND r.subscriber IN (\(placeholders)))
                           AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = outbox.seq)
                         RETURNING seq, source, id
                         """, arguments: StatementArguments(known))
+                    // The keys' bytes as stored (the outbox keys hash bytes, not Strings).
+                    return try Array(rows.map { row in
+                        (row[0], try row.withUnsafeData(atIndex: 1) { Array($0 ?? Data()) },
+                         try row.withUnsafeData(atIndex: 2) { Array($0 ?? Data()) })
+                    })
                 }
                 // Only once the delete has committed: a missing entry would let a duplicate in.
                 keys.withLock { keys in
-                    for row in deleted {
-                        let (seq, source, id): (Int64, String, String) = (row[0], row[1], row[2])
-                        keys.remove(tag: keys.tag(source: source, id: id), seq: seq)
+                    for (seq, source, id) in deleted {
+                        let tag = source.withUnsafeBytes { source in id.withUnsafeBytes { id in keys.tag(source: source, id: id) } }
+                        keys.remove(tag: tag, seq: seq)
                     }
                 }
                 total += deleted.count

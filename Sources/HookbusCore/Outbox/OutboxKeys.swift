@@ -1,3 +1,5 @@
+import CSQLiteSetup
+
 /// The outbox's idempotency index, in memory: which `seq` may hold a given
 /// `(source, id)`.
 ///
@@ -76,6 +78,16 @@ struct OutboxKeys {
 
     // MARK: Lookup
 
+    /// Brings the home slot of `tag` into the cache ahead of `first` and
+    /// `insert`: the table is megabytes, and a slot read at random is a cache
+    /// miss, most of what a lookup costs. Prefetching a batch's slots first
+    /// lets the misses overlap.
+    func prefetch(tag: UInt32) {
+        slots.withUnsafeBufferPointer { slots in
+            if let base = slots.baseAddress { hookbus_prefetch(base + home(tag)) }
+        }
+    }
+
     /// The first candidate `seq` under `tag` for which `matches` is true, in
     /// no particular order; nil if none is.
     func first(tag: UInt32, where matches: (Int64) throws -> Bool) rethrows -> Int64? {
@@ -98,7 +110,7 @@ struct OutboxKeys {
     mutating func insert(tag: UInt32, seq: Int64) {
         if count == 0 { base = seq }
         if seq < base || UInt64(seq - base) >= Self.offsetMask {
-            rebase(including: seq)
+            guard rebase(including: seq) else { return }
         }
         if (count + 1) * 4 > slots.count * 3 {
             rebuild(capacity: slots.count + slots.count / 2)
@@ -209,7 +221,9 @@ struct OutboxKeys {
     /// (an outbox holding an event while half a trillion newer ones passed)
     /// are the oldest entries dropped; a duplicate of one of those would then
     /// be stored again.
-    private mutating func rebase(including seq: Int64) {
+    /// - Returns: false if `seq` itself is among the oldest (then it is
+    ///   dropped, not added).
+    private mutating func rebase(including seq: Int64) -> Bool {
         var kept = entries
         let newest = max(seq, kept.map(\.seq).max() ?? seq)
         let floor = newest - Int64(1 << 39)
@@ -217,8 +231,11 @@ struct OutboxKeys {
         kept.removeAll { $0.seq < floor }
         dropped += before - kept.count
         count = kept.count
-        base = min(seq, kept.map(\.seq).min() ?? seq)
+        let fits = seq >= floor
+        if !fits { dropped += 1 }
+        base = min(fits ? seq : .max, kept.map(\.seq).min() ?? seq)
         slots = Array(repeating: 0, count: slots.count)
         for (tag, seq) in kept { place(slot(tag: tag, seq: seq)) }
+        return fits
     }
 }

@@ -11,6 +11,10 @@ import Glibc
 /// of readers; WAL mode; `synchronous` set by `durability`. Opening takes an
 /// exclusive lock on `<path>.lock` unless `exclusive` is false, and applies the
 /// named, forward-only migrations of `Migrations`.
+///
+/// One `Store` appends to a database at a time: the idempotency check is in
+/// its memory (`keys`), so a second writer's events would not be known to it.
+/// `exclusive: false` is for readers.
 public final class Store: Sendable {
     public let path: String
     public let durability: Durability
