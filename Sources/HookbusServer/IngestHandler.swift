@@ -42,7 +42,15 @@ final class IngestHandler: ChannelDuplexHandler {
     /// A batch read and not yet answered or handed on.
     private struct Held {
         var batch: FrameBatch
-        var requests: [Request]?
+        var decoded: Decoded?
+    }
+
+    /// How far the event loop got with a held batch.
+    private enum Decoded {
+        /// Events and refusals only: answered here.
+        case publishOnly(events: [NewEvent], slots: [Ingest.Slot])
+        /// A command among them: for `Connection`.
+        case other
     }
 
     /// A batch handed to the committer, in submission order.
@@ -125,12 +133,13 @@ final class IngestHandler: ChannelDuplexHandler {
                 forward(held.removeFirst().batch, context: context)
                 continue
             }
-            if held[0].requests == nil, !held[0].batch.isLast {
-                held[0].requests = ingest.decode(held[0].batch.frames)
+            if held[0].decoded == nil, !held[0].batch.isLast {
+                held[0].decoded = ingest.decodePublishOnly(held[0].batch.frames).map { .publishOnly(events: $0.events, slots: $0.slots) }
+                    ?? .other
             }
-            if let requests = held[0].requests, Ingest.isPublishOnly(requests) {
+            if case .publishOnly(let events, let slots)? = held[0].decoded {
                 held.removeFirst()
-                commit(requests, context: context)
+                commit(events, slots: slots, context: context)
                 continue
             }
             // Commands (or the last batch before shutdown): once the fast batches before it are answered.
@@ -150,9 +159,8 @@ final class IngestHandler: ChannelDuplexHandler {
         context.fireChannelReadComplete()
     }
 
-    private func commit(_ requests: [Request], context: ChannelHandlerContext) {
+    private func commit(_ events: [NewEvent], slots: [Ingest.Slot], context: ChannelHandlerContext) {
         let ticket = firstTicket + committing.count
-        let (events, slots) = Ingest.split(requests)
         committing.append(Committing(slots: slots))
         if events.isEmpty {
             finished(ticket, .success([]), context: context)
