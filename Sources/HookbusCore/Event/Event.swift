@@ -43,6 +43,21 @@ public struct NewEvent: Sendable, Equatable {
 
     /// The event JSON as text.
     public var jsonText: String { String(decoding: json, as: UTF8.self) }
+
+    /// Calls `body` with the UTF-8 bytes of `source` and `id` (the
+    /// idempotency key), without copying them when the strings are native.
+    func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let direct = try source.utf8.withContiguousStorageIfAvailable { source in
+            try id.utf8.withContiguousStorageIfAvailable { id in
+                try body(UnsafeRawBufferPointer(source), UnsafeRawBufferPointer(id))
+            }
+        }
+        if let direct, let direct { return direct }
+        var (sourceCopy, idCopy) = (source, id)
+        return try sourceCopy.withUTF8 { source in
+            try idCopy.withUTF8 { id in try body(UnsafeRawBufferPointer(source), UnsafeRawBufferPointer(id)) }
+        }
+    }
 }
 
 /// What the outbox answered for one event.
