@@ -38,7 +38,8 @@ final class ReliabilityDatabase {
     }
 
     /// `(id, seq)` of every stored event of `source`, duplicates included
-    /// (there must be none: the schema says UNIQUE(source, id)).
+    /// (there must be none: the broker stores a `(source, id)` once, checked in
+    /// its memory since the outbox lost its unique index in migration v4).
     func ids(source: String) throws -> [(id: String, seq: Int64)] {
         try queue.read { db in
             try Row.fetchAll(db, sql: "SELECT id, seq FROM outbox WHERE source = ?", arguments: [source])

@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// It covers a range of `seq`: every outbox row in `(coveredAfter, high]` is
 /// in it. Each commit reports the range of `seq` it used (from
-/// `sqlite_sequence`, so seqs used up by duplicates count); a commit that does
+/// `sqlite_sequence`, so any gap counts); a commit that does
 /// not start where the last one ended (something else wrote the outbox in
 /// between) starts the coverage again. Bounded by a count and by bytes (each
 /// event's JSON plus `overhead`): the oldest go first, and a reader behind
