@@ -227,8 +227,9 @@ for run in $(seq "$RUNS"); do
         no_server; bench "$name" sqlite "$run" "${args[@]}" "${THROUGHPUT[@]}"
         no_server; bench "$name" null "$run" "${args[@]}" "${THROUGHPUT[@]}"
         if [[ $name == ingest-4x64 ]]; then
-            # Ids in random order, as UUIDv4 ids arrive: the (source, id) index
-            # then takes a page per event. redis and beanstalkd keep no such index.
+            # Ids in random order, as UUIDv4 ids arrive: the SQLite floor's
+            # (source, id) index then takes a page per event; hookbus checks the
+            # pair in memory. redis and beanstalkd keep no such index.
             start_hookbusd; bench ingest-4x64-random hookbus "$run" "${args[@]}" --random-ids "${THROUGHPUT[@]}"
             no_server; bench ingest-4x64-random sqlite "$run" "${args[@]}" --random-ids "${THROUGHPUT[@]}"
         fi
