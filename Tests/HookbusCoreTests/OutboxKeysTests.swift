@@ -20,7 +20,8 @@ struct OutboxKeysTests {
         var model: [Int64: UInt32] = [:]
         var next: Int64 = 1
         // Few tags make long runs of equal and neighbouring homes.
-        let tagSpace: [UInt32] = [0, 1, 2, 3, 500, 1 << 23, (1 << 24) - 1] + (0..<40).map { _ in UInt32(random.next() % (1 << 24)) }
+        let top = UInt32(1) << OutboxKeys.tagBits
+        let tagSpace: [UInt32] = [0, 1, 2, 3, 500, top / 2, top - 1] + (0..<40).map { _ in UInt32(random.next() % UInt64(top)) }
         for step in 0..<12_000 {
             // Grow to a few thousand entries, then shrink well below.
             let removing = step < 6_000 ? random.next() % 4 == 0 : random.next() % 4 != 0
@@ -73,22 +74,22 @@ struct OutboxKeysTests {
         #expect(keys.count == 4)
     }
 
-    @Test("seqs far apart move the base; only a span past 2^40 drops the oldest (those more than 2^39 behind the newest)")
+    @Test("seqs far apart move the base; only a span past 2^36 drops the oldest (those more than 2^35 behind the newest)")
     func rebase() {
         var keys = OutboxKeys()
         keys.insert(tag: 1, seq: 1_000)
         keys.insert(tag: 2, seq: 10)  // below the base
-        keys.insert(tag: 3, seq: (1 << 39) + 50)
-        #expect(Self.all(keys, 1) == [1_000] && Self.all(keys, 2) == [10] && Self.all(keys, 3) == [(1 << 39) + 50])
+        keys.insert(tag: 3, seq: (1 << 35) + 50)
+        #expect(Self.all(keys, 1) == [1_000] && Self.all(keys, 2) == [10] && Self.all(keys, 3) == [(1 << 35) + 50])
         #expect(keys.dropped == 0)
-        keys.insert(tag: 4, seq: (1 << 40) + 20)
+        keys.insert(tag: 4, seq: (1 << 36) + 20)
         #expect(Self.all(keys, 1) == [] && Self.all(keys, 2) == [] && keys.dropped == 2)
-        #expect(Self.all(keys, 3) == [(1 << 39) + 50] && Self.all(keys, 4) == [(1 << 40) + 20])
+        #expect(Self.all(keys, 3) == [(1 << 35) + 50] && Self.all(keys, 4) == [(1 << 36) + 20])
         // A seq that old is not added at all (the newer entries keep their places).
         keys.insert(tag: 5, seq: 5)
         #expect(Self.all(keys, 5) == [] && keys.dropped == 3 && keys.count == 2)
-        #expect(Self.all(keys, 3) == [(1 << 39) + 50] && Self.all(keys, 4) == [(1 << 40) + 20])
-        let removed = keys.remove(tag: 3, seq: (1 << 39) + 50)
+        #expect(Self.all(keys, 3) == [(1 << 35) + 50] && Self.all(keys, 4) == [(1 << 36) + 20])
+        let removed = keys.remove(tag: 3, seq: (1 << 35) + 50)
         #expect(removed && keys.count == 1)
     }
 

@@ -8,7 +8,7 @@ import CSQLiteSetup
 /// it with a unique index on the two text columns, but that index was a third
 /// of the cost of every insert, and with ids in random order (UUIDs) each
 /// event dirtied an index page of its own. Here each stored event has one
-/// 8-byte slot instead: 24 bits of a hash of its `(source, id)` (the *tag*)
+/// 8-byte slot instead: 28 bits of a hash of its `(source, id)` (the *tag*)
 /// and its `seq`. A tag match is only a candidate: the caller compares the
 /// stored row's bytes (`Store`), so a collision costs a lookup by `seq`,
 /// never a false duplicate.
@@ -28,22 +28,24 @@ import CSQLiteSetup
 ///
 /// Not thread-safe; `Store` keeps it in a `Mutex` and uses it on the writer.
 struct OutboxKeys {
-    /// Hashes a key's bytes (`source`, then `id`) to its tag (`0..<2^24`).
+    /// Hashes a key's bytes (`source`, then `id`) to its tag (`0..<2^tagBits`).
     typealias TagFunction = @Sendable (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> UInt32
 
-    static let tagBits = 24
+    /// 28 bits: a new event's key meets about one other entry's tag for
+    /// every 2^28 (268 million) stored events, each a read of that row.
+    static let tagBits = 28
     /// A slot holds `tag << seqBits | (seq - base + 1)`; 0 is an empty slot.
-    static let seqBits = 40
-    static let offsetMask: UInt64 = (1 << 40) - 1
+    static let seqBits = 64 - tagBits
+    static let offsetMask: UInt64 = (1 << seqBits) - 1
     static let minimumCapacity = 1024
 
-    /// The production tag: SipHash of the two keys' bytes, its top 24 bits.
+    /// The production tag: SipHash of the two keys' bytes, its top `tagBits` bits.
     static let sipHashTag: TagFunction = { source, id in
         var hasher = Hasher()
         hasher.combine(source.count)
         hasher.combine(bytes: source)
         hasher.combine(bytes: id)
-        return UInt32(truncatingIfNeeded: UInt64(UInt(bitPattern: hasher.finalize())) >> (64 - 24))
+        return UInt32(truncatingIfNeeded: UInt64(UInt(bitPattern: hasher.finalize())) >> (64 - tagBits))
     }
 
     private let tagFunction: TagFunction
@@ -54,7 +56,7 @@ struct OutboxKeys {
     /// Entries added since `begin()`, while a transaction is open.
     private var journal: [(tag: UInt32, seq: Int64)] = []
     private var journaling = false
-    /// Entries dropped because the stored `seq`s spanned more than 2^39.
+    /// Entries dropped because the stored `seq`s spanned more than 2^35.
     private(set) var dropped = 0
 
     init(tag: @escaping TagFunction = Self.sipHashTag, capacity: Int = Self.minimumCapacity) {
@@ -64,7 +66,7 @@ struct OutboxKeys {
 
     /// The tag of the key `(source, id)` given as UTF-8 bytes.
     func tag(source: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer) -> UInt32 {
-        tagFunction(source, id) & ((1 << 24) - 1)
+        tagFunction(source, id) & ((1 << Self.tagBits) - 1)
     }
 
     /// The tag of `(source, id)`, by their UTF-8 bytes (not by Unicode
@@ -216,9 +218,10 @@ struct OutboxKeys {
         for slot in old where slot != 0 { place(slot) }
     }
 
-    /// Makes room for `seq` in a slot's 40 bits of `seq`: the lowest stored
-    /// `seq` becomes the base. Only if the stored `seq`s span more than 2^39
-    /// (an outbox holding an event while half a trillion newer ones passed)
+    /// Makes room for `seq` in a slot's 36 bits of `seq`: the lowest stored
+    /// `seq` becomes the base. Only if the stored `seq`s span more than 2^35
+    /// (an outbox holding an event while 34 billion newer ones passed: at
+    /// 300,000 events a second, 32 hours)
     /// are the oldest entries dropped; a duplicate of one of those would then
     /// be stored again.
     /// - Returns: false if `seq` itself is among the oldest (then it is
@@ -226,7 +229,7 @@ struct OutboxKeys {
     private mutating func rebase(including seq: Int64) -> Bool {
         var kept = entries
         let newest = max(seq, kept.map(\.seq).max() ?? seq)
-        let floor = newest - Int64(1 << 39)
+        let floor = newest - Int64(1 << (Self.seqBits - 1))
         let before = kept.count
         kept.removeAll { $0.seq < floor }
         dropped += before - kept.count

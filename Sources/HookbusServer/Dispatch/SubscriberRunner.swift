@@ -323,7 +323,7 @@ final class SubscriberRunner: Sendable {
                     return false
                 }
                 guard let last = events.last else {
-                    // Seqs used up by duplicates leave gaps; none of them is an event.
+                    // Gaps (pruned events, or duplicates before migration v4) hold no event.
                     scanned = known
                     return false
                 }
