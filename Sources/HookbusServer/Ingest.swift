@@ -5,7 +5,7 @@ import NIOCore
 /// Where a connection's events go to be stored: the `Committer`, or a
 /// stand-in that decides when commits finish (the handler's unit tests).
 protocol EventCommitting: Sendable {
-    func submit(events: [NewEvent], ops: [LedgerOp], inlineFor source: Int?,
+    func submit(events: [NewEvent], ops: [LedgerOp], mayWriteInline: Bool,
                 completion: @escaping @Sendable (Committer.Outcome) -> Void)
 }
 
@@ -16,7 +16,7 @@ extension EventCommitting {
     func commit(_ events: [NewEvent]) async -> Committer.Outcome {
         if events.isEmpty { return .success([]) }
         return await withCheckedContinuation { continuation in
-            submit(events: events, ops: [], inlineFor: nil) { continuation.resume(returning: $0) }
+            submit(events: events, ops: [], mayWriteInline: false) { continuation.resume(returning: $0) }
         }
     }
 }

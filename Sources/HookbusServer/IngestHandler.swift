@@ -85,9 +85,6 @@ final class IngestHandler: ChannelDuplexHandler {
         var timeout: Scheduled<Void>
     }
     private var heldClose: HeldClose?
-    /// Names this connection to the committer, which may commit a lone
-    /// producer's small batches right here on the event loop.
-    private var inlineToken: Int { ObjectIdentifier(self).hashValue }
 
     init(ingest: Ingest, maxInflightBatches: Int, forwardAll: Bool = false) {
         self.ingest = ingest
@@ -168,7 +165,7 @@ final class IngestHandler: ChannelDuplexHandler {
         }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        ingest.committer.submit(events: events, ops: [], inlineFor: inlineToken) { outcome in
+        ingest.committer.submit(events: events, ops: [], mayWriteInline: true) { outcome in
             eventLoop.execute {
                 guard let context = handler.value.context else { return }
                 handler.value.finished(ticket, outcome, context: context)

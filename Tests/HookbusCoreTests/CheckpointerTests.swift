@@ -19,7 +19,7 @@ struct CheckpointerTests {
     /// (`inline`, as a lone producer's batch is) or through its queue.
     private static func commit(_ committer: Committer, id: String, inline: Bool) async -> Bool {
         let outcome: Committer.Outcome = await withCheckedContinuation { continuation in
-            committer.submit(events: [makeEvent(id: id, data: data)], inlineFor: inline ? 1 : nil) {
+            committer.submit(events: [makeEvent(id: id, data: data)], mayWriteInline: inline) {
                 continuation.resume(returning: $0)
             }
         }

@@ -20,7 +20,7 @@ struct IngestHandlerTests {
         private let pending = Mutex<[Pending]>([])
         private let nextSeq = Atomic<Int64>(1)
 
-        func submit(events: [NewEvent], ops: [LedgerOp], inlineFor source: Int?,
+        func submit(events: [NewEvent], ops: [LedgerOp], mayWriteInline: Bool,
                     completion: @escaping @Sendable (Committer.Outcome) -> Void) {
             pending.withLock { $0.append(Pending(events: events, completion: completion)) }
         }
