@@ -75,7 +75,7 @@ public final class Store: Sendable {
                 try db.execute(sql: "PRAGMA synchronous = \(pragma)")
                 if let maxPages { _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(maxPages)") }
             }
-            try Migrations.migrator.migrate(pool)
+            try Self.migrate(pool, path: path)
             // SQLite syncs the directory when it creates a WAL, not when it
             // creates the database file: a power loss soon after a first start
             // could lose the database's name while its WAL survives.
@@ -90,6 +90,27 @@ public final class Store: Sendable {
         } catch {
             let failure = StoreError.from(error, path: path)
             if failure.kind == .corrupt { throw Self.damaged(path, failure.message, code: failure.sqliteCode) }
+            throw failure
+        }
+    }
+
+    /// Applies the migrations the file lacks. A failure says which were
+    /// being applied and why, so that an upgrade that stops is plain.
+    private static func migrate(_ pool: DatabasePool, path: String) throws(StoreError) {
+        var pending: [String] = []
+        do {
+            let applied = try pool.writeWithoutTransaction { db in try Migrations.migrator.appliedIdentifiers(db) }
+            pending = Migrations.names.filter { !applied.contains($0) }
+            try Migrations.migrator.migrate(pool)
+        } catch {
+            var failure = StoreError.from(error, path: path)
+            guard !pending.isEmpty, failure.kind != .corrupt else { throw failure }
+            failure.message = "cannot upgrade the database's schema (\(pending.joined(separator: ", "))); "
+                + "it is left as it was: \(failure.message)"
+            if pending.contains("v4-outbox-keys-in-memory") && failure.kind == .unavailable {
+                failure.message += ". Migration v4 copies the outbox once: it needs free disk space "
+                    + "of about twice the database file (protocol/STORAGE.md, Migrations)"
+            }
             throw failure
         }
     }
