@@ -29,7 +29,7 @@ public final class Store: Sendable {
     /// writer connection only.
     let keys: Mutex<OutboxKeys>
 
-    /// Entries in `keys` (for tests and stats).
+    /// Entries in `keys` (for tests).
     var keyCount: Int { keys.withLock { $0.count } }
 
     public convenience init(path: String, durability: Durability = .full, exclusive: Bool = true) throws(StoreError) {
