@@ -93,6 +93,47 @@ struct CommitterTests {
         try store.close()
     }
 
+    @Test("a small batch that finds the writer idle is written on the caller's thread when the caller allows it, one caller after another; other batches go through the writer's queue")
+    func inlineWrites() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: directory.appendingPathComponent("hookbus.db").path, durability: .normal)
+        let committer = Committer(store: store, logger: Self.quiet)
+        // Each submission from a thread of its own, which waits for the
+        // outcome: a completion on that thread was written there.
+        func submitted(_ events: [NewEvent], mayWriteInline: Bool) -> (onCaller: Bool, stored: Bool) {
+            let result = Mutex<(onCaller: Bool, stored: Bool)?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            let finished = DispatchSemaphore(value: 0)
+            let thread = Thread {
+                let caller = pthread_self()
+                committer.submit(events: events, mayWriteInline: mayWriteInline) { outcome in
+                    let stored = if case .success(let outcomes) = outcome { outcomes.count == events.count } else { false }
+                    result.withLock { $0 = (pthread_equal(pthread_self(), caller) != 0, stored) }
+                    done.signal()
+                }
+                done.wait()
+                finished.signal()
+            }
+            thread.start()
+            guard finished.wait(timeout: .now() + 20) == .success, let outcome = result.withLock({ $0 }) else {
+                Issue.record("no outcome within 20 s")
+                return (false, false)
+            }
+            return outcome
+        }
+        // Three callers, one after another, each alone with an idle writer.
+        for caller in 0..<3 {
+            let outcome = submitted([makeEvent(id: "inline-\(caller)")], mayWriteInline: true)
+            #expect(outcome == (true, true), "caller \(caller)")
+        }
+        #expect(submitted([makeEvent(id: "queued")], mayWriteInline: false) == (false, true))
+        let large = (0...Committer.inlineLimit).map { makeEvent(id: "large-\($0)") }
+        #expect(submitted(large, mayWriteInline: true) == (false, true))
+        await committer.close()
+        try store.close()
+    }
+
     @Test("onCommit hears the highest seq after a commit")
     func onCommit() async throws {
         let directory = try makeTemporaryDirectory()
