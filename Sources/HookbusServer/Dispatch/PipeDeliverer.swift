@@ -80,23 +80,28 @@ final class PipeDeliverer: Deliverer {
             deadlines: deadlines, timeout: timeout,
             timedOut: { [name, timeout] in
                 let late = "did not answer delivery \(id) within \(timeout.spelled)"
+                let failure = "pipe \(name) \(late)"
                 // Hung: the process is killed (and restarted), so the next deliveries do not wait for it too.
-                self.kill(ifWaitingFor: id, because: "\(late) and was killed")
-                return "pipe \(name) \(late)"
+                let target = self.process(ifWaitingFor: id, because: "\(late) and was killed")
+                // Answered before the kill: the process's end fails what it still
+                // holds ("... before answering"), and the first answer wins.
+                self.resolve(id, .failed(failure))
+                if let target { Glibc.kill(-target, SIGKILL) }
+                return failure
             },
             cancelled: "delivery cancelled: the broker is stopping",
             register: { continuation in self.state.withLock { $0.book.wait(id, continuation) } },
             resolve: { self.resolve(id, $0) })
     }
 
-    /// Kills the running process if delivery `id` was written to it.
-    private func kill(ifWaitingFor id: Int, because reason: String) {
-        let target = state.withLock { state -> Int32? in
+    /// The running process's group, noted as killed for `reason`, if
+    /// delivery `id` was written to it.
+    private func process(ifWaitingFor id: Int, because reason: String) -> Int32? {
+        state.withLock { state -> Int32? in
             guard state.sent.contains(id), let running = state.running else { return nil }
             running.killed.note.withLock { $0 = $0 ?? reason }
             return running.pid
         }
-        if let target { Glibc.kill(-target, SIGKILL) }
     }
 
     private func resolve(_ id: Int, _ result: AttemptResult) {
