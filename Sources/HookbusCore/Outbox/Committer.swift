@@ -20,7 +20,8 @@ public final class Committer: Sendable {
     private struct Submission {
         var events: [NewEvent]
         var ops: [LedgerOp] = []
-        /// Called once, on the writer queue, when the group is committed or refused.
+        /// Called once, on the writer queue (or the caller's thread, for a
+        /// batch written inline), when the group is committed or refused.
         var completion: @Sendable (Outcome) -> Void
     }
 
@@ -76,7 +77,8 @@ public final class Committer: Sendable {
     }
 
     /// Stores `events` (and writes `ops`) in the next group transaction and calls
-    /// `completion` on the writer queue once they are committed, or refused.
+    /// `completion` on the writer queue (or, written inline, on the calling
+    /// thread before `submit` returns) once they are committed, or refused.
     /// `completion` must return quickly (hand the outcome to another thread):
     /// the next transaction waits for it.
     ///
@@ -119,9 +121,17 @@ public final class Committer: Sendable {
             completion(.failure(WireError(.shuttingDown, "shutting_down", "the broker is shutting down; nothing was stored")))
         case .inline?:
             write([submission])
-            handOff()
-            // Not on the caller's thread: its acknowledgement may not be out yet.
-            if store.checkpointFinishDue { queue.async { self.store.finishCheckpointIfDue() } }
+            if store.checkpointFinishDue {
+                // Not on the caller's thread (its acknowledgement may not be out
+                // yet), and with the writer role kept until it is done, so no
+                // other event loop's inline write waits behind it.
+                queue.async {
+                    self.store.finishCheckpointIfDue()
+                    self.handOff()
+                }
+            } else {
+                handOff()
+            }
         case .queue?:
             queue.async { self.drain() }
         case .queued?:

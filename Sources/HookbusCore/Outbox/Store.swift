@@ -104,10 +104,16 @@ public final class Store: Sendable {
             try Migrations.migrator.migrate(pool)
         } catch {
             var failure = StoreError.from(error, path: path)
-            guard !pending.isEmpty, failure.kind != .corrupt else { throw failure }
-            failure.message = "cannot upgrade the database's schema (\(pending.joined(separator: ", "))); "
-                + "it is left as it was: \(failure.message)"
-            if pending.contains("v4-outbox-keys-in-memory") && failure.kind == .unavailable {
+            if failure.kind == .corrupt { throw damaged(path, failure.message, code: failure.sqliteCode) }
+            // Each migration is its own transaction: those before the one that
+            // failed stay applied.
+            let now = (try? pool.writeWithoutTransaction { db in try Migrations.migrator.appliedIdentifiers(db) }) ?? []
+            guard let failed = pending.first(where: { !now.contains($0) }) else { throw failure }
+            let done = pending.filter { now.contains($0) }
+            failure.message = "cannot upgrade the database's schema: migration \(failed) failed and was rolled back, "
+                + "so the file is left as it was before it"
+                + (done.isEmpty ? "" : " (\(done.joined(separator: ", ")) applied)") + ": \(failure.message)"
+            if failed == "v4-outbox-keys-in-memory" && (failure.sqliteCode ?? 0) & 0xff == 13 {  // SQLITE_FULL
                 failure.message += ". Migration v4 copies the outbox once: it needs free disk space "
                     + "of about twice the database file (protocol/STORAGE.md, Migrations)"
             }

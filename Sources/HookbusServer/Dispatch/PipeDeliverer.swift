@@ -95,11 +95,13 @@ final class PipeDeliverer: Deliverer {
     }
 
     /// The running process's group, noted as killed for `reason`, if
-    /// delivery `id` was written to it.
+    /// delivery `id` was written to it. New deliveries wait for the next
+    /// process from then on, instead of going to the one about to die.
     private func process(ifWaitingFor id: Int, because reason: String) -> Int32? {
         state.withLock { state -> Int32? in
             guard state.sent.contains(id), let running = state.running else { return nil }
             running.killed.note.withLock { $0 = $0 ?? reason }
+            state.writer = nil
             return running.pid
         }
     }
