@@ -33,18 +33,21 @@ struct Ingest: Sendable {
     /// Every line of a batch decoded, with the access rules applied.
     func decode(_ frames: [Frame]) -> [Request] {
         let now = Timestamp.nowMicros()
-        return frames.map { frame -> Request in
-            let request = decoder.decode(frame, producer: producer, nowMicros: now)
-            switch request {
-            case .publish(let event):
-                if let refusal = access.checkPublish(producer, type: event.type) { return .refused(refusal) }
-            case .command(let command) where AccessPolicy.isOperatorCommand(command.op):
-                if let refusal = access.checkOperate(producer, op: command.op) { return .refused(refusal) }
-            default:
-                break
-            }
-            return request
+        return frames.map { decode($0, nowMicros: now) }
+    }
+
+    /// One line decoded, with the access rules applied.
+    private func decode(_ frame: Frame, nowMicros now: Int64) -> Request {
+        let request = decoder.decode(frame, producer: producer, nowMicros: now)
+        switch request {
+        case .publish(let event):
+            if let refusal = access.checkPublish(producer, type: event.type) { return .refused(refusal) }
+        case .command(let command) where AccessPolicy.isOperatorCommand(command.op):
+            if let refusal = access.checkOperate(producer, op: command.op) { return .refused(refusal) }
+        default:
+            break
         }
+        return request
     }
 
     /// What a publish-only batch needs kept to answer it: per line, an event
@@ -55,8 +58,9 @@ struct Ingest: Sendable {
     }
 
     /// A batch decoded for the event loop's fast path, if every line is an
-    /// event or a refusal: the events in order, and a slot per line. nil as
-    /// soon as a line is a command: the batch then goes to `Connection`,
+    /// event or a refusal (the access rules applied as in `decode`): the
+    /// events in order, and a slot per line. nil as soon as a line is a
+    /// command the rules let through: the batch then goes to `Connection`,
     /// which decodes it again (`decode`) and answers it in order.
     ///
     /// Each event goes straight into `events`: taking it out of a `Request`
@@ -70,14 +74,10 @@ struct Ingest: Sendable {
         events.reserveCapacity(frames.count)
         slots.reserveCapacity(frames.count)
         for frame in frames {
-            switch decoder.decode(frame, producer: producer, nowMicros: now) {
+            switch decode(frame, nowMicros: now) {
             case .publish(let event):
-                if let refusal = access.checkPublish(producer, type: event.type) {
-                    slots.append(.refused(refusal))
-                } else {
-                    events.append(event)
-                    slots.append(.event)
-                }
+                events.append(event)
+                slots.append(.event)
             case .refused(let error):
                 slots.append(.refused(error))
             case .command:

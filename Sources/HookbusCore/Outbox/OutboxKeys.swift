@@ -64,18 +64,10 @@ struct OutboxKeys {
         slots = Array(repeating: 0, count: max(Self.minimumCapacity, capacity))
     }
 
-    /// The tag of the key `(source, id)` given as UTF-8 bytes.
+    /// The tag of the key `(source, id)` given as UTF-8 bytes (not by Unicode
+    /// equivalence: SQLite compares text byte by byte, and so does `Store`).
     func tag(source: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer) -> UInt32 {
         tagFunction(source, id) & ((1 << Self.tagBits) - 1)
-    }
-
-    /// The tag of `(source, id)`, by their UTF-8 bytes (not by Unicode
-    /// equivalence: SQLite compares text byte by byte, and so does `Store`).
-    func tag(source: String, id: String) -> UInt32 {
-        var (source, id) = (source, id)
-        return source.withUTF8 { source in
-            id.withUTF8 { id in tag(source: UnsafeRawBufferPointer(source), id: UnsafeRawBufferPointer(id)) }
-        }
     }
 
     // MARK: Lookup
