@@ -60,18 +60,30 @@ struct OutboxKeysTests {
         keys.insert(tag: 11, seq: 4)
         keys.rollback { $0 == 3 }
         #expect(Self.all(keys, 9) == [1] && Self.all(keys, 10) == [3] && Self.all(keys, 11) == [])
+        // The last seq handed out goes back to the highest one kept.
+        #expect(keys.lastSeq == 3)
+        keys.begin()
+        keys.insert(tag: 14, seq: 4)
+        keys.rollback { _ in false }
+        #expect(keys.lastSeq == 3)
         // A check that cannot answer keeps the entry (a stale one is harmless; a missing one is not).
         struct Unknown: Error {}
         keys.begin()
         keys.insert(tag: 12, seq: 5)
         keys.rollback { _ in throw Unknown() }
         #expect(Self.all(keys, 12) == [5])
+        #expect(keys.lastSeq == 5)
         keys.begin()
         keys.insert(tag: 13, seq: 6)
         keys.commit()
         keys.rollback { _ in false }
         #expect(Self.all(keys, 13) == [6])
         #expect(keys.count == 4)
+        #expect(keys.lastSeq == 6)
+        // Seqs handed out to events since pruned are not handed out again.
+        keys.handedOut(through: 40)
+        keys.handedOut(through: 7)
+        #expect(keys.lastSeq == 40)
     }
 
     @Test("seqs far apart move the base; only a span past 2^36 drops the oldest (those more than 2^35 behind the newest)")

@@ -274,13 +274,13 @@ struct StoreTests {
         try store.close()
     }
 
-    @Test("rows that SQLite stores under other seqs than the ones predicted fail the transaction, and leave no key behind")
+    @Test("rows whose seqs are taken fail the transaction, and leave no key and no seq used")
     func seqMismatchFails() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try Store(path: databasePath(in: directory), durability: .normal)
         _ = try store.append([makeEvent(id: "before")])
-        // One more row, stored by a trigger, moves the seq of every row after it.
+        // One more row, stored by a trigger, takes the seq of the row after it.
         try store.pool.write { db in
             try db.execute(sql: """
                 CREATE TRIGGER shift AFTER INSERT ON outbox WHEN NEW.id = 'shift'
@@ -319,6 +319,43 @@ struct StoreTests {
         _ = try store.append([makeEvent(id: "a"), makeEvent(id: "b")])
         try store.pool.write { db in try db.execute(sql: "DELETE FROM outbox") }
         #expect(try store.append([makeEvent(id: "c")]) == [.stored(seq: 3, id: "c")])
+        try store.close()
+    }
+
+    @Test("seq is never reused after retention prunes the last events and the broker restarts")
+    func seqNeverReusedAfterPruneAndRestart() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = databasePath(in: directory)
+        do {
+            let store = try Store(path: path, durability: .normal)
+            _ = try store.append((0..<5).map { makeEvent(id: "e\($0)") })
+            #expect(try store.prune(receivedBefore: .max, subscribers: []) == 5)
+            #expect(try store.eventCount() == 0)
+            #expect(try store.lastSeq() == 5)
+            try store.close()
+        }
+        let store = try Store(path: path, durability: .normal)
+        #expect(try store.lastSeq() == 5)
+        #expect(try store.append([makeEvent(id: "e0"), makeEvent(id: "new")]) == [.stored(seq: 6, id: "e0"), .stored(seq: 7, id: "new")])
+        try store.close()
+    }
+
+    @Test("the outbox has no AUTOINCREMENT: appends leave sqlite_sequence alone (one page less in every commit)")
+    func noAutoincrement() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
+        for id in ["a", "b", "c"] { _ = try store.append([makeEvent(id: id)]) }
+        let (definition, sequences) = try store.pool.read { db in
+            (try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'") ?? "",
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_sequence WHERE name = 'outbox'") ?? -1)
+        }
+        #expect(!definition.uppercased().contains("AUTOINCREMENT"), "\(definition)")
+        #expect(definition.contains("seq INTEGER PRIMARY KEY"), "\(definition)")
+        #expect(sequences == 0)
+        #expect(try store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") } == "ok")
+        #expect(try store.lastSeq() == 3)
         try store.close()
     }
 
@@ -389,7 +426,17 @@ struct StoreTests {
         // v4 rebuilt the table without the unique index; the keys are in memory.
         let indexes = try store.pool.read { db in try Row.fetchAll(db, sql: "PRAGMA index_list(outbox)") }
         #expect(indexes.isEmpty, "\(indexes)")
+        // v5 moved the highest seq from sqlite_sequence to outbox_seq: still 2
+        // (the deleted "gone") when the store opened, so "new" got 3 above.
+        #expect(try store.pool.read { db in try Int64.fetchOne(db, sql: "SELECT last FROM outbox_seq") } == 2)
         try store.close()
+        // And again after a restart, with the last row pruned.
+        let reopened = try Store(path: path)
+        #expect(try reopened.prune(receivedBefore: .max, subscribers: []) == 2)
+        try reopened.close()
+        let third = try Store(path: path)
+        #expect(try third.append([makeEvent(id: "newer")]) == [.stored(seq: 4, id: "newer")])
+        try third.close()
     }
 
     @Test("a second Store on the same path is refused as locked, until the first is gone")

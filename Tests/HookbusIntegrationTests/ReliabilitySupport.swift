@@ -47,11 +47,15 @@ final class ReliabilityDatabase {
         }
     }
 
-    /// The highest seq ever given (sqlite_sequence survives pruning).
+    /// The highest seq ever given (outbox_seq keeps it when pruning takes the last rows).
     func lastSeq() throws -> Int64 {
-        try queue.read { db in
-            try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
-        }
+        try queue.read { db in try Self.lastSeq(db) }
+    }
+
+    static func lastSeq(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: """
+            SELECT max(coalesce((SELECT max(seq) FROM outbox), 0), coalesce((SELECT last FROM outbox_seq), 0))
+            """) ?? 0
     }
 
     func integrityCheck() throws -> String {
@@ -76,7 +80,7 @@ final class ReliabilityDatabase {
             for name in try String.fetchAll(db, sql: "SELECT DISTINCT subscriber FROM dead_letters") where !configured.contains(name) {
                 out.append("dead letter of unconfigured subscriber \(name)")
             }
-            let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
+            let last = try Self.lastSeq(db)
             for row in try Row.fetchAll(db, sql: "SELECT subscriber, cursor FROM subscriber_cursors WHERE cursor > ?", arguments: [last]) {
                 out.append("cursor of \(row["subscriber"] as String) at \(row["cursor"] as Int64), past the last seq \(last)")
             }

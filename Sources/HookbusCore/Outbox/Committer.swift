@@ -204,7 +204,7 @@ public final class Committer: Sendable {
                 used = nil
                 let hasEvents = group.contains { !$0.events.isEmpty }
                 let refusal = hasEvents ? try admission(db) : nil
-                let before = hasEvents && refusal == nil ? try Store.sequence(db) : nil
+                let before = hasEvents && refusal == nil ? store.handedOut : nil
                 let now = Timestamp.nowMicros()
                 for submission in group {
                     if !submission.ops.isEmpty {
@@ -218,7 +218,7 @@ public final class Committer: Sendable {
                         outcomes.append(.success(stored))
                     }
                 }
-                if let before { used = (before, try Store.sequence(db)) }
+                if let before { used = (before, store.handedOut) }
             } }
         } catch {
             let failure = StoreError.from(error, path: store.path)

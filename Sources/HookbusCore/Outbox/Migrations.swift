@@ -106,6 +106,43 @@ enum Migrations {
                 try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", arguments: [sequence])
             }
         }
+        migrator.registerMigration("v5-outbox-seq-without-autoincrement") { db in
+            // AUTOINCREMENT made SQLite rewrite sqlite_sequence with every
+            // insert: a page more in every commit's fsync. The broker hands out
+            // seqs itself (from the last row at start); outbox_seq keeps the
+            // highest seq handed out for when retention prunes the last rows.
+            let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
+            try db.execute(sql: """
+                CREATE TABLE outbox_seq (
+                    last INTEGER NOT NULL  -- one row: no seq up to this one is handed out again
+                );
+                """)
+            try db.execute(sql: "INSERT INTO outbox_seq (last) VALUES (?)", arguments: [last])
+            // Without AUTOINCREMENT the table stores the same (seq is still the
+            // rowid), so its CREATE text is edited in place, as SQLite documents
+            // for changes that leave the stored content as it is
+            // (https://sqlite.org/lang_altertable.html, section 7), not rebuilt.
+            let version = try Int.fetchOne(db, sql: "PRAGMA schema_version") ?? 0
+            try db.execute(sql: "PRAGMA writable_schema = ON")
+            do {
+                try db.execute(sql: """
+                    UPDATE sqlite_master SET sql = replace(sql, 'seq INTEGER PRIMARY KEY AUTOINCREMENT', 'seq INTEGER PRIMARY KEY')
+                    WHERE type = 'table' AND name = 'outbox'
+                    """)
+                let changed = db.changesCount
+                let text = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'") ?? ""
+                guard changed == 1, !text.uppercased().contains("AUTOINCREMENT") else {
+                    throw DatabaseError(message: "the outbox table's definition is not the one migration v4 created: \(text)")
+                }
+                try db.execute(sql: "PRAGMA schema_version = \(version + 1)")
+            } catch {
+                try? db.execute(sql: "PRAGMA writable_schema = OFF")
+                throw error
+            }
+            try db.execute(sql: "PRAGMA writable_schema = OFF")
+            try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'outbox'")
+            db.clearSchemaCache()
+        }
         return migrator
     }()
 

@@ -26,6 +26,11 @@ import CSQLiteSetup
 /// after a delete has committed, or after a transaction failed without
 /// storing the row (`rollback`).
 ///
+/// It also holds `lastSeq`, the highest `seq` handed out: the outbox has no
+/// AUTOINCREMENT (SQLite rewrote `sqlite_sequence`, a page more in every
+/// commit's fsync), so the next `seq` comes from here, and a transaction
+/// that does not commit takes back its seqs and its entries together.
+///
 /// Not thread-safe; `Store` keeps it in a `Mutex` and uses it on the writer.
 struct OutboxKeys {
     /// Hashes a key's bytes (`source`, then `id`) to its tag (`0..<2^tagBits`).
@@ -58,6 +63,12 @@ struct OutboxKeys {
     private var journaling = false
     /// Entries dropped because the stored `seq`s spanned more than 2^35.
     private(set) var dropped = 0
+    /// The highest `seq` handed out: every `insert` raises it, and so does
+    /// `handedOut(through:)` (a `seq` given to an event since pruned). The
+    /// next event gets `lastSeq + 1`; 0 before the first.
+    private(set) var lastSeq: Int64 = 0
+    /// `lastSeq` at `begin()`.
+    private var lastSeqAtBegin: Int64 = 0
 
     init(tag: @escaping TagFunction = Self.sipHashTag, capacity: Int = Self.minimumCapacity) {
         tagFunction = tag
@@ -102,6 +113,9 @@ struct OutboxKeys {
 
     /// Adds `seq` under `tag`. While journaling, `rollback` can take it back.
     mutating func insert(tag: UInt32, seq: Int64) {
+        lastSeq = max(lastSeq, seq)
+        // Journaled even if dropped below: `rollback` also restores `lastSeq`.
+        if journaling { journal.append((tag, seq)) }
         if count == 0 { base = seq }
         if seq < base || UInt64(seq - base) >= Self.offsetMask {
             guard rebase(including: seq) else { return }
@@ -111,7 +125,6 @@ struct OutboxKeys {
         }
         place(slot(tag: tag, seq: seq))
         count += 1
-        if journaling { journal.append((tag, seq)) }
     }
 
     /// Removes the entry for `seq` under `tag`, if there is one.
@@ -149,10 +162,17 @@ struct OutboxKeys {
         return true
     }
 
+    /// Records that every `seq` up to `seq` was handed out (the outbox's
+    /// `outbox_seq` at open: events since pruned), so none is handed out again.
+    mutating func handedOut(through seq: Int64) {
+        lastSeq = max(lastSeq, seq)
+    }
+
     /// Starts recording what is added, for `rollback`.
     mutating func begin() {
         journal.removeAll(keepingCapacity: true)
         journaling = true
+        lastSeqAtBegin = lastSeq
     }
 
     /// What was added since `begin()` stays.
@@ -163,13 +183,21 @@ struct OutboxKeys {
 
     /// Removes what was added since `begin()`, but the entries for which
     /// `isStored` says the row is there after all (or cannot say: a throw
-    /// keeps the entry, which is always safe).
+    /// keeps the entry, which is always safe). `lastSeq` goes back to what
+    /// it was, or to the highest `seq` kept (a `seq` is never handed out
+    /// twice while its row may be stored).
     mutating func rollback(isStored: (Int64) throws -> Bool) {
+        guard journaling else { return }
         let added = journal
         journal.removeAll(keepingCapacity: true)
         journaling = false
-        for (tag, seq) in added.reversed() where !((try? isStored(seq)) ?? true) {
-            remove(tag: tag, seq: seq)
+        lastSeq = lastSeqAtBegin
+        for (tag, seq) in added.reversed() {
+            if (try? isStored(seq)) ?? true {
+                lastSeq = max(lastSeq, seq)
+            } else {
+                remove(tag: tag, seq: seq)
+            }
         }
     }
 

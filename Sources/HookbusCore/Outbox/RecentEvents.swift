@@ -5,8 +5,8 @@ import Synchronization
 /// outbox.
 ///
 /// It covers a range of `seq`: every outbox row in `(coveredAfter, high]` is
-/// in it. Each commit reports the range of `seq` it used (from
-/// `sqlite_sequence`, so any gap counts); a commit that does
+/// in it. Each commit reports the range of `seq` it used (every `seq` the
+/// store handed out in it); a commit that does
 /// not start where the last one ended (something else wrote the outbox in
 /// between) starts the coverage again. Bounded by a count and by bytes (each
 /// event's JSON plus `overhead`): the oldest go first, and a reader behind

@@ -32,10 +32,10 @@ extension Store {
     /// `append`, with the idempotency entries in `keys`. Each event's
     /// `(source, id)` is looked up first: a candidate `seq` is a duplicate
     /// only if its row (or, for an event earlier in this call, that event)
-    /// has the same bytes. The others get the next seqs, in order, and are
-    /// inserted after; the insert must give them exactly those seqs.
+    /// has the same bytes. The others get the next seqs (`keys.lastSeq`), in
+    /// order, and are inserted after, each with its `seq`.
     static func append(_ events: [NewEvent], in db: Database, keys: inout OutboxKeys) throws -> [AppendOutcome] {
-        let before = try sequence(db)
+        let before = keys.lastSeq
         var outcomes: [AppendOutcome] = []
         outcomes.reserveCapacity(events.count)
         /// The events to insert, by index, in seq order: the first gets `before + 1`.
@@ -83,10 +83,10 @@ extension Store {
         return outcomes
     }
 
-    /// Events per multi-row INSERT. With AUTOINCREMENT, SQLite writes
-    /// `sqlite_sequence` back at the end of every INSERT statement: one
-    /// statement for many rows saves that write and a statement start per row
-    /// (measured in C: 2.7–3.4 µs → 2.2 µs a row).
+    /// Events per multi-row INSERT: one statement for many rows saves a
+    /// statement start per row (measured in C, when the outbox still had
+    /// AUTOINCREMENT, which also wrote `sqlite_sequence` per statement:
+    /// 2.7–3.4 µs → 2.2 µs a row).
     static let rowsPerInsert = 32
 
     /// The outbox has no unique index: `(source, id)` is checked in memory
@@ -101,15 +101,16 @@ extension Store {
     ///
     /// Indexed by row count (1 to `rowsPerInsert`).
     private static let multiInsertSQL: [String] = (0...rowsPerInsert).map { rows in
-        let values = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-        return "INSERT OR IGNORE INTO outbox (id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event) "
+        let values = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+        return "INSERT OR IGNORE INTO outbox (seq, id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event) "
             + "VALUES \(values)"
     }
+    private static let columnsPerRow: Int32 = 11
 
-    /// Inserts `events[rows]` with one statement. Rows are inserted in the
-    /// order of VALUES, each with the next seq (AUTOINCREMENT); the last must
-    /// get `last`, or the transaction fails: acknowledging them with other
-    /// seqs than they got would be worse than answering `unavailable`.
+    /// Inserts `events[rows]` with one statement, with the seqs up to `last`
+    /// in the order of VALUES. Every row must be inserted, or the transaction
+    /// fails (a row whose seq is taken would be ignored): acknowledging an
+    /// event that was not stored would be worse than answering `unavailable`.
     ///
     /// Every text is copied once into `arena` and bound from there without a
     /// copy (SQLITE_STATIC) for the one step: a copying bind costs SQLite a
@@ -141,18 +142,20 @@ extension Store {
                 if code != SQLITE_OK { bound = code }
                 offset += count
             }
+            let first = last - Int64(rows.count) + 1
             for (position, row) in rows.enumerated() {
-                let base = Int32(position * 10)
-                text(base + 1, events[row].id.utf8.count)
-                text(base + 2, events[row].source.utf8.count)
-                text(base + 3, events[row].type.utf8.count)
-                if let count = events[row].subject?.utf8.count { text(base + 4, count) } else { sqlite3_bind_null(handle, base + 4) }
-                text(base + 5, events[row].time.utf8.count)
-                sqlite3_bind_int64(handle, base + 6, events[row].receivedAtMicros)
-                sqlite3_bind_int64(handle, base + 7, Int64(events[row].producer.uid))
-                sqlite3_bind_int64(handle, base + 8, Int64(events[row].producer.gid))
-                sqlite3_bind_int64(handle, base + 9, Int64(events[row].producer.pid))
-                text(base + 10, events[row].json.count)
+                let base = Int32(position) * columnsPerRow
+                sqlite3_bind_int64(handle, base + 1, first + Int64(position))
+                text(base + 2, events[row].id.utf8.count)
+                text(base + 3, events[row].source.utf8.count)
+                text(base + 4, events[row].type.utf8.count)
+                if let count = events[row].subject?.utf8.count { text(base + 5, count) } else { sqlite3_bind_null(handle, base + 5) }
+                text(base + 6, events[row].time.utf8.count)
+                sqlite3_bind_int64(handle, base + 7, events[row].receivedAtMicros)
+                sqlite3_bind_int64(handle, base + 8, Int64(events[row].producer.uid))
+                sqlite3_bind_int64(handle, base + 9, Int64(events[row].producer.gid))
+                sqlite3_bind_int64(handle, base + 10, Int64(events[row].producer.pid))
+                text(base + 11, events[row].json.count)
             }
             // A value SQLite refused would leave the last call's pointer bound.
             guard bound == SQLITE_OK else {
@@ -168,13 +171,12 @@ extension Store {
         guard code == SQLITE_DONE else { throw failure(db, handle, code, sql: sql) }
         sqlite3_reset(handle)
         let inserted = sqlite3_changes(connection)
-        let through = sqlite3_last_insert_rowid(connection)
-        guard inserted == Int32(rows.count), through == last else {
+        guard inserted == Int32(rows.count) else {
             let first = rows[rows.startIndex]
             throw DatabaseError(
                 resultCode: .SQLITE_CONSTRAINT,
                 message: "the outbox stored \(inserted) of \(rows.count) events (the first \(events[first].id) from \(events[first].source)) "
-                    + "through seq \(through), not \(last)")
+                    + "as seqs \(last - Int64(rows.count) + 1) to \(last): a seq was taken")
         }
     }
 
@@ -284,19 +286,17 @@ extension Store {
         sqlite3_reset(handle)
     }
 
-    /// The highest `seq` the outbox ever handed out, duplicates included
-    /// (AUTOINCREMENT's `sqlite_sequence`; 0 before the first insert).
-    static func sequence(_ db: Database) throws -> Int64 {
-        // Read on the committer's thread twice per commit: stepped directly
-        // (GRDB's generic fetch showed in the profile of that thread).
-        let sql = "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"
-        let handle = try db.cachedStatement(sql: sql).sqliteStatement
-        defer { sqlite3_reset(handle) }
-        switch sqlite3_step(handle) {
-        case SQLITE_ROW: return sqlite3_column_int64(handle, 0)
-        case SQLITE_DONE: return 0
-        case let code: throw failure(db, handle, code, sql: sql)
-        }
+    /// The highest `seq` handed out, as this store's writer knows it (its
+    /// appends included, before they commit; 0 before the first event).
+    var handedOut: Int64 { keys.withLock { $0.lastSeq } }
+
+    /// The highest `seq` the outbox handed out, as the database has it: its
+    /// last row, or `outbox_seq` if retention pruned that row (0 before the
+    /// first event).
+    static func highestSeq(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: """
+            SELECT max(coalesce((SELECT max(seq) FROM outbox), 0), coalesce((SELECT last FROM outbox_seq), 0))
+            """) ?? 0
     }
 
     /// Appends `events` in one transaction of their own.
@@ -312,11 +312,9 @@ extension Store {
         }
     }
 
-    /// The highest `seq` ever assigned (0 on an empty outbox).
+    /// The highest `seq` of a committed event, pruned or not (0 on an empty outbox).
     public func lastSeq() throws -> Int64 {
-        try pool.read { db in
-            try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
-        }
+        try pool.read { db in try Self.highestSeq(db) }
     }
 
     /// Events with `seq` in `range`, in `seq` order.

@@ -25,8 +25,8 @@ public final class Store: Sendable {
     let checkpointer: Checkpointer
     private let closed = Atomic<Bool>(false)
     /// Which `seq` may hold a `(source, id)`: the idempotency check, in
-    /// memory (`OutboxKeys`), read from the outbox at open. Used on the
-    /// writer connection only.
+    /// memory (`OutboxKeys`), read from the outbox at open, and the last
+    /// `seq` handed out. Used on the writer connection only.
     let keys: Mutex<OutboxKeys>
 
     /// Entries in `keys` (for tests).
@@ -80,7 +80,11 @@ public final class Store: Sendable {
             // creates the database file: a power loss soon after a first start
             // could lose the database's name while its WAL survives.
             try Self.syncDirectory(of: path)
-            keys = Mutex(try pool.read { db in try Self.loadKeys(db, tag: keyTag) })
+            keys = Mutex(try pool.read { db in
+                var keys = try Self.loadKeys(db, tag: keyTag)
+                keys.handedOut(through: try Self.highestSeq(db))
+                return keys
+            })
             let checkpointer = Checkpointer(durability: durability)
             pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
             self.checkpointer = checkpointer
