@@ -16,7 +16,7 @@ struct RecentEventsTests {
             let store = try Store(path: directory.appendingPathComponent("hookbus.db").path, durability: .normal)
             let committer = Committer(store: store, logger: Self.quiet)
             committer.recent.addReader()
-            // Duplicates use up seqs, inside a commit and across commits.
+            // Duplicates inside a commit and across commits.
             _ = await committer.commit([makeEvent(id: "a"), makeEvent(id: "b"), makeEvent(id: "a"), makeEvent(id: "c")])
             _ = await committer.commit([makeEvent(id: "b"), makeEvent(id: "d"), makeEvent(id: "e", type: "other.kind")])
             let last = try store.lastSeq()

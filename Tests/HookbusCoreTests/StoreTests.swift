@@ -1,4 +1,5 @@
 import Foundation
+import CSQLiteSetup
 import GRDB
 import Testing
 @testable import HookbusCore
@@ -429,6 +430,8 @@ struct StoreTests {
         // v5 moved the highest seq from sqlite_sequence to outbox_seq: still 2
         // (the deleted "gone") when the store opened, so "new" got 3 above.
         #expect(try store.pool.read { db in try Int64.fetchOne(db, sql: "SELECT last FROM outbox_seq") } == 2)
+        // sqlite_sequence keeps the outbox's row, frozen (an older hookbusd would fail on it, not reuse seqs).
+        #expect(try store.pool.read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") } == 2)
         try store.close()
         // And again after a restart, with the last row pruned.
         let reopened = try Store(path: path)
@@ -437,6 +440,67 @@ struct StoreTests {
         let third = try Store(path: path)
         #expect(try third.append([makeEvent(id: "newer")]) == [.stored(seq: 4, id: "newer")])
         try third.close()
+    }
+
+    @Test("migration v5 refuses an outbox whose definition it does not know, and leaves the file at v4")
+    func v5RefusesUnknownDefinition() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = databasePath(in: directory)
+        let definition = """
+            CREATE TABLE outbox (seq integer primary key autoincrement, id TEXT NOT NULL, source TEXT NOT NULL,
+                type TEXT NOT NULL, subject TEXT, time TEXT NOT NULL, received_at INTEGER NOT NULL,
+                producer_uid INTEGER NOT NULL, producer_gid INTEGER NOT NULL, producer_pid INTEGER NOT NULL, event TEXT NOT NULL)
+            """
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try Migrations.migrator.migrate(queue, upTo: "v4-outbox-keys-in-memory")
+            try queue.write { db in
+                try db.execute(sql: "DROP TABLE outbox")
+                try db.execute(sql: definition)
+            }
+            try queue.close()
+        }
+        let error = #expect(throws: StoreError.self) { try Store(path: path) }
+        let message = error?.message ?? ""
+        #expect(message.contains("migration v5-outbox-seq-without-autoincrement failed and was rolled back"), "\(message)")
+        #expect(message.contains("definition is not the one migration v4 created"), "\(message)")
+        let queue = try DatabaseQueue(path: path)
+        let (applied, text, tables, check) = try queue.read { db in
+            (try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid"),
+             try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'outbox'"),
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE name = 'outbox_seq'"),
+             try String.fetchOne(db, sql: "PRAGMA quick_check"))
+        }
+        try queue.close()
+        #expect(applied.last == "v4-outbox-keys-in-memory")
+        #expect(text == definition)
+        #expect(tables == 0)
+        #expect(check == "ok")
+    }
+
+    @Test("migration v5 works on a connection in SQLite's defensive mode (which ignores writable_schema), and leaves it on")
+    func v5UnderDefensiveMode() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let queue = try DatabaseQueue(path: databasePath(in: directory))
+        try Migrations.migrator.migrate(queue, upTo: "v4-outbox-keys-in-memory")
+        func defensive() -> Int32 {
+            queue.inDatabase { db in
+                var on: Int32 = -1
+                _ = hookbus_sqlite_set_defensive(UnsafeMutableRawPointer(db.sqliteConnection), -1, &on)
+                return on
+            }
+        }
+        queue.inDatabase { db in
+            _ = hookbus_sqlite_set_defensive(UnsafeMutableRawPointer(db.sqliteConnection), 1, nil)
+        }
+        #expect(defensive() == 1)
+        try Migrations.migrator.migrate(queue)
+        let text = try queue.read { db in try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'outbox'") } ?? ""
+        #expect(!text.uppercased().contains("AUTOINCREMENT"), "\(text)")
+        #expect(defensive() == 1)
+        try queue.close()
     }
 
     @Test("a second Store on the same path is refused as locked, until the first is gone")

@@ -301,7 +301,9 @@ def check_database(database):
         orphans += [r for r in db.execute("SELECT subscriber, seq FROM retries").fetchall() if r[0] not in SUBSCRIBERS]
         if orphans:
             problems.append(f"orphaned retries: {orphans[:10]}")
-        last = (db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone() or [0])[0]
+        # The highest seq handed out: the last row, or outbox_seq where retention pruned it.
+        last = db.execute("SELECT max(coalesce((SELECT max(seq) FROM outbox), 0), "
+                          "coalesce((SELECT last FROM outbox_seq), 0))").fetchone()[0]
         past = db.execute("SELECT subscriber, cursor FROM subscriber_cursors WHERE cursor > ?", (last,)).fetchall()
         if past:
             problems.append(f"cursors past the last seq {last}: {past}")

@@ -29,6 +29,12 @@ int hookbus_sqlite_gathers_wal_of(const char *databasePath);
 /// process (for tests).
 long long hookbus_sqlite_gathered_writes(void);
 
+/// Sets SQLITE_DBCONFIG_DEFENSIVE on `connection` (a sqlite3 *) to `on`
+/// (0 or 1; -1 leaves it), and stores what it was in `previous` if not NULL. Defensive
+/// mode forbids writable_schema, which migration v5 uses; SQLite builds
+/// differ in whether it starts on. Returns SQLite's result code.
+int hookbus_sqlite_set_defensive(void *connection, int on, int *previous);
+
 /// Asks the CPU to bring `address` into its cache (a hint; does nothing
 /// else). The outbox keys' table touches one random slot per event.
 static inline void hookbus_prefetch(const void *address) {

@@ -44,7 +44,10 @@ extension Store {
                     let placeholders = known.isEmpty ? "NULL" : Array(repeating: "?", count: known.count).joined(separator: ",")
                     // The next seq comes after the last row: if this deletes it,
                     // outbox_seq keeps its seq from being handed out again.
-                    try db.execute(sql: "UPDATE outbox_seq SET last = max(last, (SELECT coalesce(max(seq), 0) FROM outbox))")
+                    try db.execute(sql: """
+                        INSERT INTO outbox_seq (id, last) VALUES (1, (SELECT coalesce(max(seq), 0) FROM outbox))
+                        ON CONFLICT (id) DO UPDATE SET last = excluded.last WHERE excluded.last > last
+                        """)
                     let rows = try Row.fetchCursor(db, sql: """
                         DELETE FROM outbox WHERE seq IN (\(list))
                           AND NOT EXISTS (SELECT 1 FROM retries r WHERE r.seq = outbox.seq AND r.subscriber IN (\(placeholders)))

@@ -1,4 +1,6 @@
+import CSQLiteSetup
 import GRDB
+import GRDBSQLite
 
 /// The schema, as named, forward-only migrations recorded in the database
 /// (`grdb_migrations`). Never edit a migration that has shipped: add one.
@@ -111,18 +113,29 @@ enum Migrations {
             // insert: a page more in every commit's fsync. The broker hands out
             // seqs itself (from the last row at start); outbox_seq keeps the
             // highest seq handed out for when retention prunes the last rows.
+            // The outbox's row in sqlite_sequence stays, frozen: an older
+            // hookbusd started on this file by mistake predicts seqs from it
+            // and fails every commit, instead of handing out seqs from 1
+            // again on an outbox retention emptied.
             let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
             try db.execute(sql: """
                 CREATE TABLE outbox_seq (
-                    last INTEGER NOT NULL  -- one row: no seq up to this one is handed out again
+                    id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+                    last INTEGER NOT NULL                   -- no seq up to this one is handed out again
                 );
                 """)
-            try db.execute(sql: "INSERT INTO outbox_seq (last) VALUES (?)", arguments: [last])
+            try db.execute(sql: "INSERT INTO outbox_seq (id, last) VALUES (1, ?)", arguments: [last])
             // Without AUTOINCREMENT the table stores the same (seq is still the
             // rowid), so its CREATE text is edited in place, as SQLite documents
             // for changes that leave the stored content as it is
             // (https://sqlite.org/lang_altertable.html, section 7), not rebuilt.
             let version = try Int.fetchOne(db, sql: "PRAGMA schema_version") ?? 0
+            // Some SQLite builds start in defensive mode, which ignores writable_schema.
+            guard let connection = db.sqliteConnection else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed") }
+            var defensive: Int32 = 0
+            let code = hookbus_sqlite_set_defensive(UnsafeMutableRawPointer(connection), 0, &defensive)
+            guard code == SQLITE_OK else { throw DatabaseError(resultCode: ResultCode(rawValue: code), message: "cannot leave SQLite's defensive mode") }
+            defer { _ = hookbus_sqlite_set_defensive(UnsafeMutableRawPointer(connection), defensive, nil) }
             try db.execute(sql: "PRAGMA writable_schema = ON")
             do {
                 try db.execute(sql: """
@@ -140,7 +153,6 @@ enum Migrations {
                 throw error
             }
             try db.execute(sql: "PRAGMA writable_schema = OFF")
-            try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'outbox'")
             db.clearSchemaCache()
         }
         return migrator
