@@ -6,16 +6,17 @@ import Testing
 /// old file or the new one, never a mix.
 @Suite("Hook files written atomically")
 struct HookAtomicFileTests {
-    @Test("write creates the file, then replaces its whole content; no temp file is left beside it")
-    func createsAndReplaces() throws {
+    @Test("write creates the file, then replaces its whole content; no temp file is left beside it (synced or not)",
+          arguments: [true, false])
+    func createsAndReplaces(durable: Bool) throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("hosts").path
-        try AtomicFile.write("a much longer first version\nwith two lines\n", to: path)
+        try AtomicFile.write("a much longer first version\nwith two lines\n", to: path, durable: durable)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "a much longer first version\nwith two lines\n")
-        try AtomicFile.write("short\n", to: path)
+        try AtomicFile.write("short\n", to: path, durable: durable)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "short\n", "nothing of the longer old content is left")
-        try AtomicFile.write("", to: path)
+        try AtomicFile.write("", to: path, durable: durable)
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)).isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["hosts"])
     }

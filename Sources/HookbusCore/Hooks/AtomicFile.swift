@@ -5,12 +5,17 @@ import Glibc
 /// Replaces a file so readers see either the old or the new content, never a
 /// mix, even across a crash: temp file in the same directory, fsync, rename,
 /// fsync of the directory.
+///
+/// `durable: false` leaves out both fsyncs: readers still never see a mix,
+/// but after a crash the file may be the old one or empty. For files that
+/// are rewritten often and matter only while the broker runs (a report), so
+/// that writing them does not flush the disk beside the broker's commits.
 public enum AtomicFile {
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var description: String
     }
 
-    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws(Failure) {
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644, durable: Bool = true) throws(Failure) {
         let temp = "\(path).tmp.\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw failure("cannot create \(temp)") }
@@ -27,7 +32,7 @@ public enum AtomicFile {
             }
             offset += written
         }
-        guard fsync(fd) == 0 else {
+        guard !durable || fsync(fd) == 0 else {
             let problem = failure("cannot fsync \(temp)")
             close(fd)
             unlink(temp)
@@ -40,7 +45,7 @@ public enum AtomicFile {
             throw problem
         }
         // The new name, best effort (the content is in place either way).
-        _ = try? syncDirectory(of: path)
+        if durable { _ = try? syncDirectory(of: path) }
     }
 
     /// fsyncs the directory that holds `path`, so that the names created in it

@@ -15,8 +15,9 @@ import Glibc
 ///     types = ["bench.*"]
 ///     options = { report = "/tmp/probe.json" }
 ///
-/// The report (rewritten atomically every `interval_ms`, 100 by default, while
-/// events arrive, and when dispatch stops) is one JSON object:
+/// The report (rewritten atomically `interval_ms`, 100 by default, after
+/// events stop coming, at least every ten intervals while they keep coming,
+/// and when dispatch stops) is one JSON object:
 /// `{"received":N,"unmeasured":M,"p50":µs,"p99":µs,"p999":µs,"max":µs}`;
 /// `hookbus bench --e2e-report FILE` reads it.
 ///
@@ -39,7 +40,15 @@ public struct LatencyProbeHook: Hook {
         var unmeasured = 0
         /// Events counted since the report was last written.
         var unreported = 0
+        /// Events counted since `run` last looked.
+        var sinceTick = 0
     }
+
+    /// While events keep coming, the report is rewritten every this many
+    /// intervals only: writing it (a rename over the old one, which makes
+    /// ext4 start writing the new file out at once) slowed the commits of
+    /// the events it measured, ten times a second.
+    static let ticksPerSteadyReport = 10
 
     /// The longest latency recorded as such (an hour, in ns).
     static let longest: UInt64 = 3_600_000_000_000
@@ -67,12 +76,24 @@ public struct LatencyProbeHook: Hook {
                 tally.unmeasured += 1
             }
             tally.unreported += 1
+            tally.sinceTick += 1
         }
     }
 
     public func run() async {
+        var busyTicks = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
+            let (came, unreported) = box.tally.withLock { tally in
+                defer { tally.sinceTick = 0 }
+                return (tally.sinceTick, tally.unreported)
+            }
+            guard unreported > 0 else { continue }
+            if came > 0 {
+                busyTicks += 1
+                if busyTicks < Self.ticksPerSteadyReport { continue }
+            }
+            busyTicks = 0
             writeReport()
         }
         writeReport()
@@ -80,14 +101,20 @@ public struct LatencyProbeHook: Hook {
 
     /// Rewrites the report if events came since the last time.
     private func writeReport() {
-        let text = box.tally.withLock { tally -> String? in
+        // Rendered outside the lock (the percentiles walk the histogram's
+        // counts), from a copy that shares them until the next event.
+        let tally = box.tally.withLock { tally -> Tally? in
             if tally.unreported == 0 { return nil }
             tally.unreported = 0
-            return Self.render(tally)
+            return tally
         }
-        guard let text else { return }
+        guard let tally else { return }
+        let text = Self.render(tally)
         do {
-            try AtomicFile.write(text + "\n", to: report)
+            // Not synced: syncing it flushed the disk beside the commits it
+            // measures (at 20k events/s, events whose path overlapped a synced
+            // write had p99 1.47 ms, the others 0.82 ms).
+            try AtomicFile.write(text + "\n", to: report, durable: false)
         } catch {
             // A probe that cannot write its report loses nothing but the report.
         }
@@ -106,6 +133,7 @@ public struct LatencyProbeHook: Hook {
         out.endObject()
         return String(decoding: out.bytes, as: UTF8.self)
     }
+
 
     private static let marker = Array(#""data":{"t":"#.utf8)
 

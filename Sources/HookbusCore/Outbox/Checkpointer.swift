@@ -70,7 +70,13 @@ final class Checkpointer: Sendable {
     /// The round's own connection, opened by the first round; only touched on `queue`.
     private nonisolated(unsafe) var connection: OpaquePointer?
 
-    init(durability: Durability, roundEvery: Int32 = 500, finishAt: Int32 = 4_000, fallbackAt: Int32 = 8_000) {
+    /// `roundEvery`: a round delays the commits beside it (it syncs the WAL
+    /// before copying and the database after), so shorter rounds more often
+    /// shorten the tail. At 20k events/s with an in-process hook, 5
+    /// interleaved pairs, publish-to-hook p99 1,376 / 1,294 / 1,497 / 1,344 /
+    /// 1,395 µs with 500 pages against 1,121 / 1,628 / 1,068 / 1,137 /
+    /// 1,266 µs with 200 (2,000 pages: 1.9–2.2 ms); 4 × 64 no slower.
+    init(durability: Durability, roundEvery: Int32 = 200, finishAt: Int32 = 4_000, fallbackAt: Int32 = 8_000) {
         self.durability = durability
         self.roundEvery = roundEvery
         self.finishAt = finishAt
