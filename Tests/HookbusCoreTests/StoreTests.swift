@@ -503,6 +503,30 @@ struct StoreTests {
         try queue.close()
     }
 
+    @Test("a database migrated by a newer hookbusd is refused, naming the migrations this one does not know, and left as it is")
+    func newerSchemaRefused() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = databasePath(in: directory)
+        do {
+            let store = try Store(path: path)
+            _ = try store.append([makeEvent(id: "kept")])
+            try store.close()
+        }
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try queue.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future')") }
+            try queue.close()
+        }
+        let error = #expect(throws: StoreError.self) { try Store(path: path) }
+        let message = error?.message ?? ""
+        #expect(message.contains(path) && message.contains("v9-from-the-future") && message.contains("newer"), "\(message)")
+        let queue = try DatabaseQueue(path: path)
+        let count = try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") }
+        try queue.close()
+        #expect(count == 1)
+    }
+
     @Test("a second Store on the same path is refused as locked, until the first is gone")
     func secondStoreLocked() throws {
         let directory = try makeTemporaryDirectory()

@@ -7,7 +7,8 @@ import Glibc
 /// fsync of the directory.
 ///
 /// `durable: false` leaves out both fsyncs: readers still never see a mix,
-/// but after a crash the file may be the old one or empty. For files that
+/// but after a crash the file may be the old one, empty, or missing if it
+/// was new (and a `<path>.tmp.<pid>` may be left beside it). For files that
 /// are rewritten often and matter only while the broker runs (a report), so
 /// that writing them does not flush the disk beside the broker's commits.
 public enum AtomicFile {

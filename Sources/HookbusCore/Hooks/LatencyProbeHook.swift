@@ -15,9 +15,9 @@ import Glibc
 ///     types = ["bench.*"]
 ///     options = { report = "/tmp/probe.json" }
 ///
-/// The report (rewritten atomically `interval_ms`, 100 by default, after
-/// events stop coming, at least every ten intervals while they keep coming,
-/// and when dispatch stops) is one JSON object:
+/// The report (rewritten atomically within two `interval_ms`, 100 by
+/// default, after events stop coming, every ten intervals while they keep
+/// coming, and when dispatch stops) is one JSON object:
 /// `{"received":N,"unmeasured":M,"p50":µs,"p99":µs,"p999":µs,"max":µs}`;
 /// `hookbus bench --e2e-report FILE` reads it.
 ///
@@ -26,12 +26,17 @@ public struct LatencyProbeHook: Hook {
     public static let name = "latency-probe"
 
     public let report: String
-    /// How often the report is rewritten while events arrive.
+    /// Time between two looks at the tally: the report is rewritten at the
+    /// first look that finds no new events, or every ten while events keep
+    /// coming.
     public let interval: Duration
     private let box = TallyBox()
 
     final class TallyBox: Sendable {
+        /// What the hook recorded since the last report.
         let tally = Mutex(Tally())
+        /// Everything reported so far (only `writeReport` touches it).
+        let reported = Mutex(Tally())
     }
 
     struct Tally {
@@ -101,15 +106,23 @@ public struct LatencyProbeHook: Hook {
 
     /// Rewrites the report if events came since the last time.
     private func writeReport() {
-        // Rendered outside the lock (the percentiles walk the histogram's
-        // counts), from a copy that shares them until the next event.
-        let tally = box.tally.withLock { tally -> Tally? in
+        // The hook's histogram is swapped for an empty one, made before the
+        // lock, and added to the reported ones after it: the hook waits for
+        // neither the merge nor the percentiles (they walk the counts).
+        var recent = Tally().latency
+        let taken = box.tally.withLock { tally -> (unmeasured: Int, Void)? in
             if tally.unreported == 0 { return nil }
             tally.unreported = 0
-            return tally
+            swap(&tally.latency, &recent)
+            defer { tally.unmeasured = 0 }
+            return (tally.unmeasured, ())
         }
-        guard let tally else { return }
-        let text = Self.render(tally)
+        guard let taken else { return }
+        let text = box.reported.withLock { reported in
+            reported.latency.add(recent)
+            reported.unmeasured += taken.unmeasured
+            return Self.render(reported)
+        }
         do {
             // Not synced: syncing it flushed the disk beside the commits it
             // measures (at 20k events/s, events whose path overlapped a synced

@@ -113,10 +113,9 @@ enum Migrations {
             // insert: a page more in every commit's fsync. The broker hands out
             // seqs itself (from the last row at start); outbox_seq keeps the
             // highest seq handed out for when retention prunes the last rows.
-            // The outbox's row in sqlite_sequence stays, frozen: an older
-            // hookbusd started on this file by mistake predicts seqs from it
-            // and fails every commit, instead of handing out seqs from 1
-            // again on an outbox retention emptied.
+            // The outbox's row in sqlite_sequence is left as it is (nothing
+            // writes it any more). From this version on, a hookbusd refuses a
+            // database migrated by a newer one (Store.migrate).
             let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
             try db.execute(sql: """
                 CREATE TABLE outbox_seq (

@@ -104,6 +104,14 @@ public final class Store: Sendable {
         var pending: [String] = []
         do {
             let applied = try pool.writeWithoutTransaction { db in try Migrations.migrator.appliedIdentifiers(db) }
+            // A newer hookbusd's schema: this one would write it by rules it has
+            // changed since (how seq is handed out, say).
+            let unknown = applied.subtracting(Migrations.names).sorted()
+            if !unknown.isEmpty {
+                throw StoreError(.other, "\(path): the database's schema is newer than this hookbusd knows "
+                    + "(migrations \(unknown.joined(separator: ", ")) were applied by a newer version); "
+                    + "run that version, or this one on a copy of the database from before the upgrade")
+            }
             pending = Migrations.names.filter { !applied.contains($0) }
             try Migrations.migrator.migrate(pool)
         } catch {
