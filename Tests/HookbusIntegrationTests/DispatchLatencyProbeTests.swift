@@ -42,6 +42,17 @@ struct DispatchLatencyProbeTests {
         let maximum = try #require(first["max"] as? Double)
         #expect(p50 >= 5000 && maximum >= p50 && maximum < 60_000_000, "latencies in µs from data.t: \(first)")
 
+        // A later report counts everything since the start, not only what came after the last one.
+        _ = try await bed.publish((0..<3).map {
+            EventLine.make(type: "probe.tick", source: "probe", id: "later\($0)", data: #"{"t":\#(sentAt),"pad":"y"}"#)
+        })
+        try await bed.waitUntil("the probe reports 24 events") {
+            (Self.report(path)?["received"] as? Int) == 24
+        }
+        let second = try #require(Self.report(path))
+        #expect(second["unmeasured"] as? Int == 1, "\(second)")
+        #expect((second["p50"] as? Double ?? 0) >= 5000, "\(second)")
+
     }
 
     @Test("with a long interval the report is written only when dispatch stops, and counts everything delivered")

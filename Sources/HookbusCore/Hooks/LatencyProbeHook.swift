@@ -110,17 +110,17 @@ public struct LatencyProbeHook: Hook {
         // lock, and added to the reported ones after it: the hook waits for
         // neither the merge nor the percentiles (they walk the counts).
         var recent = Tally().latency
-        let taken = box.tally.withLock { tally -> (unmeasured: Int, Void)? in
+        let unmeasured = box.tally.withLock { tally -> Int? in
             if tally.unreported == 0 { return nil }
             tally.unreported = 0
             swap(&tally.latency, &recent)
             defer { tally.unmeasured = 0 }
-            return (tally.unmeasured, ())
+            return tally.unmeasured
         }
-        guard let taken else { return }
+        guard let unmeasured else { return }
         let text = box.reported.withLock { reported in
             reported.latency.add(recent)
-            reported.unmeasured += taken.unmeasured
+            reported.unmeasured += unmeasured
             return Self.render(reported)
         }
         do {
@@ -146,7 +146,6 @@ public struct LatencyProbeHook: Hook {
         out.endObject()
         return String(decoding: out.bytes, as: UTF8.self)
     }
-
 
     private static let marker = Array(#""data":{"t":"#.utf8)
 
