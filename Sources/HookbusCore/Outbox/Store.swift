@@ -108,8 +108,8 @@ public final class Store: Sendable {
             // changed since (how seq is handed out, say).
             let unknown = applied.subtracting(Migrations.names).sorted()
             if !unknown.isEmpty {
-                throw StoreError(.other, "\(path): the database's schema is newer than this hookbusd knows "
-                    + "(migrations \(unknown.joined(separator: ", ")) were applied by a newer version); "
+                throw StoreError(.other, "\(path): the database's schema is newer than this hookbusd knows: "
+                    + "a newer version applied \(unknown.joined(separator: ", ")); "
                     + "run that version, or this one on a copy of the database from before the upgrade")
             }
             pending = Migrations.names.filter { !applied.contains($0) }
