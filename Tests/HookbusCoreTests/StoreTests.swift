@@ -527,6 +527,17 @@ struct StoreTests {
         #expect(count == 1)
     }
 
+    @Test("a database path in a directory that does not exist is refused, naming the directory; nothing is created")
+    func missingDirectory() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let missing = directory.appendingPathComponent("data").path
+        let error = #expect(throws: StoreError.self) { try Store(path: missing + "/hookbus.db") }
+        let message = error?.message ?? ""
+        #expect(message.contains("the directory \(missing) does not exist"), "\(message)")
+        #expect(!FileManager.default.fileExists(atPath: missing))
+    }
+
     @Test("a second Store on the same path is refused as locked, until the first is gone")
     func secondStoreLocked() throws {
         let directory = try makeTemporaryDirectory()

@@ -19,7 +19,14 @@ public final class LockFile: Sendable {
         self.path = path
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw StoreError(.other, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
+            let code = errno
+            var message = "cannot open lock file \(path): \(String(cString: strerror(code)))"
+            if code == ENOENT {
+                let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+                message += " (the directory \(directory.isEmpty ? "/" : directory) does not exist: create it, "
+                    + "or give a path in one that does)"
+            }
+            throw StoreError(.other, message)
         }
         // A lock just given up can linger for a moment in a child forked before
         // it was closed and not yet exec'd (the descriptor is close-on-exec):
