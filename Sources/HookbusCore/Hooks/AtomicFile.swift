@@ -53,12 +53,17 @@ public enum AtomicFile {
     /// are on the disk; returns that directory.
     @discardableResult
     public static func syncDirectory(of path: String) throws(Failure) -> String {
-        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let directory = directory(of: path)
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw failure("cannot open the directory \(directory) of \(path) to sync it") }
         defer { close(fd) }
         guard fsync(fd) == 0 else { throw failure("cannot sync the directory \(directory) of \(path)") }
         return directory
+    }
+
+    /// The directory that holds `path`: "/" for a file at the root, "." for a bare name.
+    static func directory(of path: String) -> String {
+        path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
     }
 
     private static func failure(_ what: String) -> Failure {

@@ -22,8 +22,7 @@ public final class LockFile: Sendable {
             let code = errno
             var message = "cannot open lock file \(path): \(String(cString: strerror(code)))"
             if code == ENOENT {
-                let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-                message += " (the directory \(directory.isEmpty ? "/" : directory) does not exist: create it, "
+                message += " (the directory \(AtomicFile.directory(of: path)) does not exist: create it, "
                     + "or give a path in one that does)"
             }
             throw StoreError(.other, message)
