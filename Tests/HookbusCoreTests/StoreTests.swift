@@ -312,6 +312,25 @@ struct StoreTests {
         try store.close()
     }
 
+    @Test("a retry row keeps its event from retention even when its subscriber is no longer configured")
+    func retryOfRemovedSubscriberKeepsEvent() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
+        _ = try store.append((0..<4).map { makeEvent(id: "r\($0)") })
+        try store.pool.write { db in
+            try Store.apply([.scheduleRetry(subscriber: "gone", seq: 2, attempt: 1, nextAttemptAt: 0, error: "boom", replay: false)],
+                            in: db, nowMicros: 0)
+        }
+        // No subscriber configured: nothing holds the others back.
+        #expect(try store.prune(receivedBefore: .max, subscribers: []) == 3)
+        #expect(try store.pool.read { db in try Int64.fetchAll(db, sql: "SELECT seq FROM outbox") } == [2])
+        // Once the retry is settled, the event goes with the next pass.
+        try store.pool.write { db in try Store.apply([.clearRetry(subscriber: "gone", seq: 2)], in: db, nowMicros: 0) }
+        #expect(try store.prune(receivedBefore: .max, subscribers: []) == 1)
+        try store.close()
+    }
+
     @Test("seq is never reused, even after rows are deleted")
     func seqNeverReused() throws {
         let directory = try makeTemporaryDirectory()

@@ -6,9 +6,12 @@ extension Store {
     /// owes: an event is owed to a subscriber whose types match it and whose
     /// cursor is below it (configured subscribers, durable socket subscribers,
     /// and connected live ones, which take every type here), or while it has a
-    /// retry waiting or a dead letter. A subscriber removed from the config no
-    /// longer holds events back. Works in chunks, each delete its own short
-    /// transaction, so ingest waits for at most one chunk.
+    /// retry waiting or a dead letter, for any subscriber. A subscriber removed
+    /// from the config no longer holds events back by its cursor, but its
+    /// retries and dead letters still do: put back, it gets its retries (a few
+    /// rows, each keeping one event, not everything after it). Works in
+    /// chunks, each delete its own short transaction, so ingest waits for at
+    /// most one chunk.
     /// - Returns: the number of events deleted.
     @discardableResult
     public func prune(receivedBefore before: Int64, subscribers configured: [SubscriberInfo], chunk: Int = 1000) throws -> Int {
@@ -37,11 +40,8 @@ extension Store {
             let old = candidates.prefix { $0.received < before }
             let free = old.filter { event in !owners.contains { $0.cursor < event.seq && $0.types.matches(event.type) } }.map(\.seq)
             if !free.isEmpty {
-                let known = owners.map(\.name)
                 let deleted = try pool.write { db -> [(seq: Int64, source: [UInt8], id: [UInt8])] in
                     let list = free.map(String.init).joined(separator: ",")
-                    // Retry rows of a subscriber no longer configured hold nothing back.
-                    let placeholders = known.isEmpty ? "NULL" : Array(repeating: "?", count: known.count).joined(separator: ",")
                     // The next seq comes after the last row: if this deletes it,
                     // outbox_seq keeps its seq from being handed out again.
                     try db.execute(sql: """
@@ -50,10 +50,10 @@ extension Store {
                         """)
                     let rows = try Row.fetchCursor(db, sql: """
                         DELETE FROM outbox WHERE seq IN (\(list))
-                          AND NOT EXISTS (SELECT 1 FROM retries r WHERE r.seq = outbox.seq AND r.subscriber IN (\(placeholders)))
+                          AND NOT EXISTS (SELECT 1 FROM retries r WHERE r.seq = outbox.seq)
                           AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = outbox.seq)
                         RETURNING seq, source, id
-                        """, arguments: StatementArguments(known))
+                        """)
                     // The keys' bytes as stored (the outbox keys hash bytes, not Strings).
                     return try Array(rows.map { row in
                         (row[0], try row.withUnsafeData(atIndex: 1) { Array($0 ?? Data()) },
