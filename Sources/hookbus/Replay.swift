@@ -69,7 +69,7 @@ struct Replay: ParsableCommand {
         var settings = BrokerConfig()
         if let config {
             do {
-                settings = try ConfigLoader(knownHooks: HookRegistry.builtIn.names).load(file: config)
+                settings = try ConfigLoader(hooks: .builtIn).load(file: config)
             } catch {
                 throw CLIError(message: "configuration error: \(error)", code: 78)
             }

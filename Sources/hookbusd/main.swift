@@ -28,13 +28,20 @@ struct Hookbusd: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
+    func validate() throws {
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("--log-level: must be one of \(levels), got \"\(logLevel)\"")
+        }
+    }
+
     func run() async throws {
         // A subscriber that exits early must not kill the broker when it writes to its stdin.
         signal(SIGPIPE, SIG_IGN)
         var settings = BrokerConfig()
         if let file = config {
             do {
-                settings = try ConfigLoader(knownHooks: HookRegistry.builtIn.names).load(file: file)
+                settings = try ConfigLoader(hooks: .builtIn).load(file: file)
             } catch {
                 fail("configuration error: \(error)", code: 78)  // EX_CONFIG
             }

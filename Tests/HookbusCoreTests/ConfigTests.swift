@@ -19,6 +19,8 @@ private func subscriber(_ lines: String, name: String = "a") -> String {
 private let valid = "types = [\"*\"]\nexec = [\"/bin/true\"]"
 
 private let badConfigs: [BadConfig] = [
+    BadConfig(name: "unknown user in an [[access.publish]] rule", toml: "[[access.publish]]\nuids = [\"no-such-user-hb\"]",
+              key: "access.publish[0].uids", reason: "\"no-such-user-hb\" is not a known user"),
     BadConfig(name: "unknown top-level key", toml: "sockets = \"/tmp/x\"", key: "sockets", reason: "unknown key"),
     BadConfig(name: "unknown key in [defaults]", toml: "[defaults]\nretries = 3", key: "defaults.retries", reason: "unknown key"),
     BadConfig(name: "unknown subscriber key", toml: subscriber(valid + "\nretries = 3"),
@@ -219,6 +221,20 @@ struct ConfigTests {
         #expect(text.contains("durability"))
         #expect(text.contains(#""full" or "normal""#))
         #expect(text.contains("fast"))
+    }
+
+    @Test("with the hooks given, a hook option the hook refuses is a configuration error at its key", arguments: [
+        ("hook = \"hosts-file\"\noptions = { domain = \"x\" }", "hook hosts-file needs option 'path'"),
+        ("hook = \"hosts-file\"\noptions = { path = \"/tmp/h\", dir = \"/tmp\" }", "hook hosts-file has no option 'dir'"),
+        ("hook = \"prometheus-sd\"\noptions = { path = \"/tmp/p\", port = 70000 }", "must be 1 to 65535, got 70000"),
+    ])
+    func hookOptionsRefused(toml: String, reason: String) {
+        let loader = ConfigLoader(hooks: .builtIn)
+        let error = #expect(throws: ConfigError.self) { try loader.parse(subscriber(toml, name: "hosts"), file: "test.toml") }
+        #expect(error?.key == #"subscribers[0] "hosts".options"#)
+        #expect(error?.reason.contains(reason) == true, "reason: \(error?.reason ?? "none")")
+        // Without the hooks, only the hook's name is checked.
+        #expect(throws: Never.self) { try ConfigLoader(knownHooks: ["hosts-file", "prometheus-sd"]).parse(subscriber(toml, name: "hosts"), file: "test.toml") }
     }
 
     @Test("load names a file it cannot read")

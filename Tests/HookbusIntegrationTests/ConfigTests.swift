@@ -45,6 +45,20 @@ struct ConfigTests {
         #expect(try broker.outbox().row(source: "conf", id: "c1")?.seq == reply.seq)
     }
 
+    @Test("an unknown --log-level is a usage error, not a silent fall back to info")
+    func badLogLevelFlag() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let socket = scratch.path("s.sock")
+        let result = try await ToolRun.run(try TestBinaries.hookbusd(),
+                                           ["--log-level", "verbose", "--socket", socket, "--db", scratch.path("hb.db")],
+                                           scratch: scratch)
+        #expect(!result.signaled && result.status == 64, "\(result)")
+        #expect(result.stderr.contains("--log-level: must be one of trace, debug, info"), "\(result)")
+        #expect(result.stderr.contains("\"verbose\""), "\(result)")
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+
     /// A config line, the key the error must name, and words the reason must contain.
     struct BadConfig: Sendable, CustomTestStringConvertible {
         var text: String
@@ -60,6 +74,8 @@ struct ConfigTests {
         BadConfig(text: "retention = \"5 days\"\n", key: "retention", reason: "bad duration"),
         BadConfig(text: "socket_mode = \"rw-rw----\"\n", key: "socket_mode", reason: "octal"),
         BadConfig(text: "[defaults]\ntimeout = \"30\"\n", key: "defaults.timeout", reason: "bad duration"),
+        BadConfig(text: "[[subscribers]]\nname = \"hosts\"\nhook = \"hosts-file\"\noptions = { domain = \"x\" }\n",
+                  key: #"subscribers[0] "hosts".options"#, reason: "hook hosts-file needs option 'path'"),
     ]
 
     @Test("a bad config stops startup with exit status 78, naming the file, the key and the reason", arguments: badConfigs)
@@ -76,5 +92,6 @@ struct ConfigTests {
         #expect(result.stderr.contains(bad.key), "the message does not name the key: \(result)")
         #expect(result.stderr.contains(bad.reason), "the message does not give the reason: \(result)")
         #expect(!FileManager.default.fileExists(atPath: socket), "a broker with a bad config must not serve")
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("hb.db")), "a bad config must stop the broker before it opens the database")
     }
 }

@@ -4,14 +4,23 @@ import Glibc
 #endif
 
 /// Reads a TOML config file into a `BrokerConfig`. Every unknown key, wrong
-/// type, bad value, duplicate subscriber name and unknown hook is an error that
-/// names the file, the key and the reason.
+/// type, bad value, duplicate subscriber name, unknown hook and hook option
+/// the hook refuses is an error that names the file, the key and the reason.
 public struct ConfigLoader {
     /// Hook names the broker knows; a `hook = "..."` naming another is an error.
     public var knownHooks: Set<String>
+    /// The hooks themselves, when given: each hook subscriber's `options` are
+    /// checked by building the hook, so a bad option is refused with the other
+    /// configuration errors, before the broker opens anything.
+    public var hooks: HookRegistry?
 
     public init(knownHooks: Set<String>) {
         self.knownHooks = knownHooks
+    }
+
+    public init(hooks: HookRegistry) {
+        self.knownHooks = hooks.names
+        self.hooks = hooks
     }
 
     public func load(file: String) throws(ConfigError) -> BrokerConfig {
@@ -227,6 +236,13 @@ public struct ConfigLoader {
         var options: [String: ConfigValue] = [:]
         if var table = try reader.table("options") {
             options = try table.all()
+        }
+        if case .hook(let hookName) = kind, let entry = hooks?.entry(hookName) {
+            do {
+                _ = try entry.type.init(options: HookOptions(hook: hookName, values: options))
+            } catch {
+                throw reader.error("options", "\(error)")
+            }
         }
         var environment: [String: String] = [:]
         if var table = try reader.table("env") {
