@@ -29,12 +29,13 @@ public struct Broker {
         let signal = SeqSignal()
         let limit = config.limits.maxOutboxBytes
         let committer = Committer(store: store, logger: logger, admission: { db in
-            if let damage = store.damage { return damage }
+            if let damage = store.damage { return WireError(.unavailable, "database_damaged", damage) }
             guard limit > 0 else { return nil }
             let used = try Store.usedBytes(db)
             guard used >= limit else { return nil }
-            return "the database holds \(used) bytes, at its limit max_outbox_bytes = \(limit); "
-                + "nothing was stored: publish again once dispatch and retention have made room"
+            return WireError(.unavailable, "outbox_full",
+                             "the database holds \(used) bytes, at its limit max_outbox_bytes = \(limit); "
+                             + "nothing was stored: publish again once dispatch and retention have made room")
         }, onCommit: { signal.publish($0) })
         let storage = StorageService(store: store, committer: committer, locks: [socketLock], logger: logger)
         let dispatcher = try Dispatcher(config: config, store: store, committer: committer, signal: signal,

@@ -152,13 +152,13 @@ struct CommitterTests {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try Store(path: directory.appendingPathComponent("hookbus.db").path, durability: .normal)
-        let committer = Committer(store: store, logger: Self.quiet, admission: { _ in "outbox is full" })
+        let committer = Committer(store: store, logger: Self.quiet, admission: { _ in WireError(.unavailable, "outbox_full", "outbox is full") })
         let outcome = await committer.commit([makeEvent(id: "a")])
         guard case .failure(let error) = outcome else {
             Issue.record("expected a refusal, got \(outcome)")
             return
         }
-        #expect(error.code == .unavailable)
+        #expect(error.code == .unavailable && error.reason == "outbox_full")
         #expect(error.message.contains("outbox is full"))
         await committer.close()
         #expect(try store.eventCount() == 0)

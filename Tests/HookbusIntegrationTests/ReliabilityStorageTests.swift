@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import HookbusClient
+import HookbusCore
 import HookbusTestSupport
 import Testing
 
@@ -284,6 +285,50 @@ struct ReliabilityStorageTests {
         let after = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
         let unchanged = after == bytes  // a Bool, so a failure does not print both files
         #expect(unchanged, "\(damage.rawValue): the file was changed (\(bytes.count) bytes before, \(after.count) after)")
+    }
+
+    @Test("damage in a file too large for the startup check is found just after start: publishing then answers unavailable, database_damaged")
+    func damageFoundAfterStart() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let real = try await Self.realDatabase(in: scratch)
+        // Past the startup check's limit: a table of filler after the broker's own.
+        let queue = try DatabaseQueue(path: real.path)
+        try await queue.write { db in
+            try db.execute(sql: "CREATE TABLE filler (b BLOB)")
+            for _ in 0..<(Store.startupCheckLimit >> 20) + 4 { try db.execute(sql: "INSERT INTO filler VALUES (zeroblob(1048576))") }
+        }
+        try await queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try queue.close()
+        // The filler's own b-tree page: the broker's start never reads it, the check does.
+        let pages = try await DatabaseQueue(path: real.path).read { db in
+            try Int.fetchAll(db, sql: "SELECT pageno FROM dbstat WHERE name = 'filler' AND pagetype = 'leaf'")
+        }
+        try #require(!pages.isEmpty && !pages.contains(1), "nothing to damage: \(pages)")
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: real.path)))
+        try #require(bytes.count > Store.startupCheckLimit)
+        var random = SplitMix64(seed: 0xDA_4A6E)
+        for page in pages {
+            for index in ((page - 1) * 4096)..<(page * 4096) { bytes[index] = UInt8.random(in: 0...255, using: &random) }
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: scratch.path("hb.db")))
+
+        let broker = scratch.broker()
+        try await broker.start()
+        let client = try broker.connect()
+        let deadline = ContinuousClock.now + BrokerProcess.deadline
+        var reply = try client.call(EventLine.make(source: "late", id: "l0"))
+        var n = 1
+        while reply.ok && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            reply = try client.call(EventLine.make(source: "late", id: "l\(n)"))
+            n += 1
+        }
+        #expect(!reply.ok && reply.code == "unavailable" && reply.reason == "database_damaged", "\(reply)")
+        #expect(reply.message?.contains("damaged") == true && reply.message?.contains("move the file aside") == true, "\(reply)")
+        // The broker keeps serving: commands still answer.
+        #expect(try broker.connect().call(#"{"op":"ping"}"#).ok)
+        try await broker.stop()
     }
 }
 

@@ -40,13 +40,14 @@ public final class Committer: Sendable {
     /// Called on the writer queue after every successful commit with the highest
     /// `seq` stored so far; dispatch uses it to wake up.
     private let onCommit: @Sendable (Int64) -> Void
-    /// Called before each transaction; a non-nil answer refuses the whole group
-    /// with `unavailable` (the outbox size limit uses it).
-    private let admission: @Sendable (Database) throws -> String?
+    /// Called before each transaction that stores events; a non-nil answer
+    /// refuses every batch of events in the group with it (the outbox size
+    /// limit and a damaged database use it).
+    private let admission: @Sendable (Database) throws -> WireError?
 
     public init(
         store: Store, logger: Logger,
-        admission: @escaping @Sendable (Database) throws -> String? = { _ in nil },
+        admission: @escaping @Sendable (Database) throws -> WireError? = { _ in nil },
         onCommit: @escaping @Sendable (Int64) -> Void = { _ in }
     ) {
         self.store = store
@@ -211,7 +212,7 @@ public final class Committer: Sendable {
                         try Store.apply(submission.ops, in: db, nowMicros: now)
                         outcomes.append(.success([]))
                     } else if let refusal {
-                        outcomes.append(.failure(WireError(.unavailable, "outbox_full", refusal)))
+                        outcomes.append(.failure(refusal))
                     } else {
                         let stored = try store.append(submission.events, in: db)
                         for case .stored(let seq, _) in stored { lastSeq = max(lastSeq, seq) }
