@@ -116,4 +116,49 @@ struct DispatchPipeTests {
         #expect(started.count == 3, "\(bed.broker.log)")
         #expect(started.allSatisfy { $0.contains("hookbus.subscriber=picky-pipe") }, "\(started)")
     }
+
+    @Test("pipe lines end at \\n only: an answer whose error holds U+2028 is one answer; a 200 KiB stderr line is drained and noted, and the process serves on")
+    func lineBreaksAndLongStderr() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        _ = try scratch.write("answers.py", #"""
+            import json, sys
+            for line in sys.stdin:
+                delivery = json.loads(line)
+                kind = delivery["event"]["type"]
+                if kind == "p.loud":
+                    sys.stderr.write("x" * (200 * 1024) + "\n")
+                    sys.stderr.write("after the long line\n")
+                    sys.stderr.flush()
+                    answer = {"delivery": delivery["delivery"], "ok": True}
+                else:
+                    answer = {"delivery": delivery["delivery"], "ok": False, "retry": False,
+                              "error": "first part\u2028second part\u2029third\rfourth"}
+                sys.stdout.write(json.dumps(answer, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+            """#)
+        let bed = try await DispatchBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "answers"
+            types = ["p.*"]
+            pipe = ["python3", "{dir}/answers.py"]
+            """)
+        let seqs = try await bed.publish(["p.separators", "p.loud", "p.last"].enumerated().map {
+            EventLine.make(type: $0.element, source: "pipe", id: "b\($0.offset)")
+        })
+        try await bed.waitUntil("answers settled through \(seqs[2])", timeout: .seconds(60)) {
+            try bed.ledger().settled("answers", through: seqs[2])
+        }
+        let dead = try bed.ledger().deadLetters("answers")
+        try #require(dead.count == 2, "\(dead)\n\(bed.broker.log)")
+        #expect(dead.map(\.seq) == [seqs[0], seqs[2]])
+        #expect(dead.allSatisfy { $0.reason == "rejected" && $0.lastError == "first part\u{2028}second part\u{2029}third\rfourth" }, "\(dead)")
+        let stats = try #require(try bed.stats()["answers"])
+        #expect(stats.delivered == 1 && stats.dead == 2 && stats.failedAttempts == 2, "\(stats)")
+        let log = bed.broker.log
+        #expect(!log.contains("wrote garbage"), "\(log)")
+        #expect(log.split(separator: "\n").filter { $0.contains("pipe process started") }.count == 1, "never restarted:\n\(log)")
+        #expect(log.contains("(a line longer than 16384 bytes, not logged)"), "\(log)")
+        #expect(log.contains("after the long line"), "\(log)")
+    }
 }

@@ -191,24 +191,46 @@ final class PipeDeliverer: Deliverer {
                         try? await execution.standardInputWriter.finish()
                     }
                     io.addTask {
-                        do {
-                            for try await line in execution.standardOutput.strings() where !line.isEmpty {
-                                if let problem = self.handleAnswer(line) {
-                                    killed.note.withLock { $0 = $0 ?? "wrote garbage (\(problem)) and was killed" }
-                                    Glibc.kill(-pid, SIGKILL)
-                                    break
+                        // Lines end at `\n` only: an answer's JSON may hold any
+                        // other line break (U+2028 is valid in a JSON string).
+                        var framer = LineFramer(maxLineBytes: Self.maxAnswerBytes)
+                        var frames: [Frame] = []
+                        reading: do {
+                            for try await chunk in execution.standardOutput {
+                                chunk.withUnsafeBytes { framer.feed($0, into: &frames) }
+                                for frame in frames {
+                                    let problem: String?
+                                    switch frame {
+                                    case .line(let line): problem = self.handleAnswer(line)
+                                    case .tooLarge(let limit): problem = "an answer line longer than \(limit) bytes"
+                                    }
+                                    if let problem {
+                                        killed.note.withLock { $0 = $0 ?? "wrote garbage (\(problem)) and was killed" }
+                                        Glibc.kill(-pid, SIGKILL)
+                                        break reading
+                                    }
                                 }
+                                frames.removeAll(keepingCapacity: true)
                             }
                         } catch {}
                         // Its stdout is gone: stop feeding it.
                         writer.finish()
                     }
                     io.addTask {
+                        // Drained to the end whatever it writes, so the process never
+                        // blocks on a full stderr pipe; a line too long to log is noted.
+                        var framer = LineFramer(maxLineBytes: Self.maxStderrLineBytes)
+                        var frames: [Frame] = []
+                        let metadata: Logger.Metadata = ["hookbus.subscriber": "\(self.name)", "hookbus.stream": "stderr"]
                         do {
-                            for try await line in execution.standardError.strings() where !line.isEmpty {
-                                self.logger.warning("\(line)", metadata: ["hookbus.subscriber": "\(self.name)", "hookbus.stream": "stderr"])
+                            for try await chunk in execution.standardError {
+                                chunk.withUnsafeBytes { framer.feed($0, into: &frames) }
+                                self.log(stderr: frames, metadata: metadata)
+                                frames.removeAll(keepingCapacity: true)
                             }
                         } catch {}
+                        framer.finish(into: &frames)
+                        self.log(stderr: frames, metadata: metadata)
                     }
                 }
             }
@@ -222,10 +244,25 @@ final class PipeDeliverer: Deliverer {
         }
     }
 
+    /// The longest answer line a pipe process may write; a longer one is garbage.
+    static let maxAnswerBytes = 128 * 1024
+    /// The longest stderr line logged; a longer one is drained and noted.
+    static let maxStderrLineBytes = 16 * 1024
+
+    private func log(stderr frames: [Frame], metadata: Logger.Metadata) {
+        for frame in frames {
+            switch frame {
+            case .line(let line):
+                logger.warning("\(String(decoding: line, as: UTF8.self))", metadata: metadata)
+            case .tooLarge(let limit):
+                logger.warning("(a line longer than \(limit) bytes, not logged)", metadata: metadata)
+            }
+        }
+    }
+
     /// Resolves the delivery an answer line names; returns a description of the
     /// problem if the line is not a valid answer.
-    private func handleAnswer(_ line: String) -> String? {
-        let bytes = Array(line.utf8)
+    private func handleAnswer(_ bytes: [UInt8]) -> String? {
         guard case .object(let members)? = try? JSONScanner.scan(bytes) else {
             return "not a JSON object"
         }
