@@ -19,7 +19,16 @@ public struct Publisher {
     /// Sends every non-blank line of `lines`, calling `onReply` with each line and
     /// its reply, in order. Throws if the broker goes away before answering all.
     public func publish(_ lines: some Sequence<String>, onReply: (String, String) throws -> Void) throws {
-        var waiting: [String] = []
+        try publish(bytes: lines.lazy.map { Array($0.utf8) }) { line, reply in
+            try onReply(String(decoding: line, as: UTF8.self), reply)
+        }
+    }
+
+    /// The same with lines given as bytes, sent exactly as they are (without
+    /// their `\n`): bytes that are not UTF-8 reach the broker, which refuses the
+    /// line with `invalid_utf8` instead of storing a repaired copy.
+    public func publish(bytes lines: some Sequence<[UInt8]>, onReply: ([UInt8], String) throws -> Void) throws {
+        var waiting: [[UInt8]] = []
         var next = 0
         func collect(downTo limit: Int) throws {
             while waiting.count - next > limit {
@@ -35,9 +44,9 @@ public struct Publisher {
                 next = 0
             }
         }
-        for line in lines where !Self.isBlank(line) {
+        for line in lines where !Self.isBlank(bytes: line) {
             do {
-                try client.send(line: line)
+                try client.write(line + [0x0A])
             } catch {
                 // The broker stopped reading (shutting down, say): what it answered
                 // for earlier lines still counts, so read that before reporting.
@@ -48,5 +57,9 @@ public struct Publisher {
             try collect(downTo: window - 1)
         }
         try collect(downTo: 0)
+    }
+
+    static func isBlank(bytes line: [UInt8]) -> Bool {
+        line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 }

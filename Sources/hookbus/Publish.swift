@@ -1,6 +1,9 @@
 import ArgumentParser
 import HookbusClient
 import HookbusCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Publish: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -50,7 +53,7 @@ struct Publish: ParsableCommand {
         runReporting {
             let client = try connection.connect()
             var refused = 0
-            let lines: AnySequence<String>
+            let lines: AnySequence<[UInt8]>
             if let type {
                 var out = JSONWriter()
                 out.beginObject()
@@ -60,12 +63,12 @@ struct Publish: ParsableCommand {
                 if let subject { out.key("subject"); out.string(subject) }
                 if let data { out.key("data"); out.raw(Array(data.utf8)) }
                 out.endObject()
-                lines = AnySequence([String(decoding: out.bytes, as: UTF8.self)])
+                lines = AnySequence([out.bytes])
             } else {
                 lines = AnySequence(StandardInputLines())
             }
             do {
-                try Publisher(client: client, window: window).publish(lines) { _, reply in
+                try Publisher(client: client, window: window).publish(bytes: lines) { _, reply in
                     writeOut(reply)
                     if !reply.hasPrefix("{\"ok\":true") { refused += 1 }
                 }
@@ -78,9 +81,39 @@ struct Publish: ParsableCommand {
     }
 }
 
-/// Lines of standard input, without their `\n`.
+/// Lines of standard input as bytes, without their `\n`: nothing is decoded
+/// or repaired on the way (`readLine` would turn bytes that are not UTF-8 into
+/// U+FFFD, and the broker would store the altered text).
 struct StandardInputLines: Sequence, IteratorProtocol {
-    mutating func next() -> String? {
-        readLine(strippingNewline: true)
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var atEnd = false
+
+    mutating func next() -> [UInt8]? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+                let line = Array(buffer[start..<newline])
+                start = newline + 1
+                return line
+            }
+            if atEnd {
+                guard start < buffer.count else { return nil }
+                let line = Array(buffer[start...])
+                start = buffer.count
+                return line
+            }
+            buffer.removeFirst(start)
+            start = 0
+            var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                atEnd = true
+            } else if count == 0 {
+                atEnd = true
+            } else {
+                buffer.append(contentsOf: chunk[0..<count])
+            }
+        }
     }
 }

@@ -53,6 +53,25 @@ struct PublishCLITests {
         #expect(try broker.outbox().rows().map(\.id) == ["s1", "s2"])
     }
 
+    @Test("stdin's bytes go to the broker as they are: a line that is not UTF-8 is refused, not repaired and stored; a last line without \\n counts")
+    func fromStdinRawBytes() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let broker = try await scratch.startBroker()
+
+        let bad = Array(#"{"type":"t","source":"cli","id":"bad","data":{"name":"caf"#.utf8) + [0xE9] + Array(#""}}"#.utf8)
+        let input = Array((EventLine.make(source: "cli", id: "u1") + "\n").utf8) + bad + [0x0A]
+            + Array(EventLine.make(source: "cli", id: "u2").utf8)
+        let result = try await broker.hookbus(["publish"], stdin: input)
+        #expect(result.status == 1 && !result.signaled, "\(result)")
+        let replies = try result.stdoutLines.map(WireReply.init)
+        try #require(replies.count == 3, "\(result)")
+        #expect(replies[0].ok && replies[0].id == "u1", "\(replies[0])")
+        #expect(!replies[1].ok && replies[1].reason == "invalid_utf8", "\(replies[1])")
+        #expect(replies[2].ok && replies[2].id == "u2", "\(replies[2])")
+        #expect(try broker.outbox().rows().map(\.id) == ["u1", "u2"])
+    }
+
     @Test("NDJSON on stdin, all valid: exit status 0")
     func fromStdinAllValid() async throws {
         let scratch = try ScratchDirectory()
