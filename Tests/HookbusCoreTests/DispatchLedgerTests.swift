@@ -105,6 +105,25 @@ struct DispatchLedgerTests {
         #expect(row["first_failed_at"] as Int64 == 100 && row["last_failed_at"] as Int64 == 300)
     }
 
+    @Test("a dead letter retried and dead again keeps every error, the first dead letter's first, and its first failure time")
+    func deadLetterRetriedKeepsHistory() throws {
+        let bed = try Bed()
+        try bed.apply([.scheduleRetry(subscriber: "notify", seq: 2, attempt: 1, nextAttemptAt: 1_000, error: "exit 1", replay: false)], at: 100)
+        try bed.apply([.deadLetter(subscriber: "notify", seq: 2, attempts: 2, error: "exit 2", reason: .maxAttempts, replay: false)], at: 200)
+        let first = try #require(try bed.row("SELECT id FROM dead_letters WHERE subscriber = ?", ["notify"]))
+        let retried = try bed.store.retryDeadLetters(ids: [first["id"]], subscriber: nil, nowMicros: 300)
+        #expect(retried.map(\.seq) == [2])
+        #expect(try bed.store.deadLetterCount(for: "notify") == 0)
+        #expect(try bed.store.retries(for: "notify") == [RetryRow(seq: 2, attempt: 0, nextAttemptAt: 300, lastError: "exit 2", replay: true)])
+
+        try bed.apply([.deadLetter(subscriber: "notify", seq: 2, attempts: 1, error: "exit 3", reason: .rejected, replay: true)], at: 400)
+        let row = try #require(try bed.row("SELECT * FROM dead_letters WHERE subscriber = ?", ["notify"]))
+        #expect(row["id"] as Int64 != first["id"] as Int64)
+        #expect(try Bed.errors(row["errors"]) == ["1: exit 1", "2: exit 2", "1: exit 3"])
+        #expect(row["first_failed_at"] as Int64 == 100 && row["last_failed_at"] as Int64 == 400)
+        #expect(try bed.store.retries(for: "notify").isEmpty)
+    }
+
     @Test("a delivery rejected on its first attempt is dead-lettered with that one error")
     func deadLetterAtOnce() throws {
         let bed = try Bed()
