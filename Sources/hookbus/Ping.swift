@@ -9,11 +9,15 @@ struct Ping: ParsableCommand {
     func run() throws {
         runReporting {
             let client = try connection.connect()
+            let line: String
             do {
-                writeOut(try client.request(#"{"op":"ping"}"#))
+                line = try client.request(#"{"op":"ping"}"#)
             } catch {
                 throw CLIError(message: "\(error)", code: 69)
             }
+            // A refusal (too_many_connections, say) is not a healthy broker: exit 1.
+            writeOut(line)
+            _ = try decodeReply(line)
             return 0
         }
     }
