@@ -6,10 +6,10 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Hand stored events to subscribers again.",
         discussion: """
-            Selects stored events by seq range, receipt time and type, and queues them again for the named \
-            subscribers (every subscriber whose types match if none is named), marked as replays. With --db \
-            (and --config to know the subscribers) it works on a stopped broker's database; the deliveries \
-            run when the broker starts.
+            Selects stored events by seq range, receipt time and type (or every stored event with --all), \
+            and queues them again for the named subscribers (every subscriber whose types match if none is \
+            named), marked as replays. With --db (and --config to know the subscribers) it works on a stopped \
+            broker's database; the deliveries run when the broker starts.
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -19,6 +19,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Received at or before this RFC 3339 time.") var until: String?
     @Option(name: .customLong("type"), help: "Type filter (repeatable).") var types: [String] = []
     @Option(name: .customLong("subscriber"), help: "Subscriber name (repeatable).") var subscribers: [String] = []
+    @Flag(help: "Every stored event: needed when no --from-seq, --to-seq, --since, --until or --type selects.") var all = false
     @Flag(name: .customLong("dry-run"), help: "Print what would be replayed to whom; change nothing.") var dryRun = false
     @Option(help: "Work on this database of a stopped broker instead of the socket.") var db: String?
     @Option(help: "The broker's config file, to know its subscribers (with --db).") var config: String?
@@ -26,6 +27,14 @@ struct Replay: ParsableCommand {
 
     func validate() throws {
         if config != nil && db == nil { throw ValidationError("--config goes with --db (offline replay)") }
+        // A bare `hookbus replay` would run every subscriber again on the whole outbox.
+        let selects = fromSeq != nil || toSeq != nil || since != nil || until != nil || !types.isEmpty
+        if !selects && !all {
+            throw ValidationError("say which events: --from-seq, --to-seq, --since, --until or --type, or --all for every stored event")
+        }
+        if selects && all {
+            throw ValidationError("--all replays every stored event; leave it out when --from-seq, --to-seq, --since, --until or --type selects")
+        }
         for time in [since, until].compactMap({ $0 }) where Timestamp.parse(time) == nil {
             throw ValidationError("\"\(time)\" is not an RFC 3339 time like 2026-11-23T04:30:00Z")
         }
@@ -66,6 +75,10 @@ struct Replay: ParsableCommand {
 
     private func offline() throws -> [String: Any] {
         guard let db else { return [:] }
+        // Opening a path that is not there would create an empty database.
+        guard FileManager.default.fileExists(atPath: db) else {
+            throw CLIError(message: "no database at \(db): --db names the database of a stopped broker", code: 1)
+        }
         var settings = BrokerConfig()
         if let config {
             do {
@@ -73,6 +86,9 @@ struct Replay: ParsableCommand {
             } catch {
                 throw CLIError(message: "configuration error: \(error)", code: 78)
             }
+        } else {
+            writeError("hookbus: without --config only durable socket subscribers are known; "
+                + "the configured ones (exec, pipe, hooks) get nothing: pass --config FILE")
         }
         let store: Store
         do {
@@ -102,7 +118,8 @@ struct Replay: ParsableCommand {
                 "subscribers": plan.deliveries.map { ["name": $0.subscriber, "count": $0.seqs.count, "seqs": Array($0.seqs.prefix(1000))] },
             ]
         } catch let error as OperatorError {
-            throw CLIError(message: "bad_request: \(error.message)", code: 1)
+            let hint = config == nil && error.reason == "unknown_subscriber" ? " (pass --config to name configured subscribers)" : ""
+            throw CLIError(message: "bad_request: \(error.message)\(hint)", code: 1)
         }
     }
 }

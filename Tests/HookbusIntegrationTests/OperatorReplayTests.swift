@@ -117,7 +117,12 @@ struct OperatorReplayTests {
         let bed = try await OperatorBed.start(in: scratch, subscribers: Self.subscribers)
         let seq = try await bed.publish(EventLine.make(type: "misc.other", source: "shop", id: "m-1"))
 
-        let unknown = try await bed.cli("replay", "--subscriber", "nobody")
+        // A bare replay would run every subscriber again on the whole outbox: it must say which events.
+        let bare = try await bed.cli("replay")
+        #expect(bare.status == 64 && bare.stderr.contains("say which events") && bare.stderr.contains("--all"), "\(bare)")
+        let both = try await bed.cli("replay", "--all", "--from-seq", "1")
+        #expect(both.status == 64 && both.stderr.contains("--all replays every stored event"), "\(both)")
+        let unknown = try await bed.cli("replay", "--subscriber", "nobody", "--all")
         #expect(unknown.status == 1, "\(unknown)")
         #expect(unknown.stderr == "hookbus: bad_request: no subscriber named \"nobody\"; known: alpha, beta\n", "\(unknown)")
         let noEvents = try await bed.cli("replay", "--from-seq", "\(seq + 1000)")
@@ -156,6 +161,15 @@ struct OperatorReplayTests {
         #expect(busy.stderr.contains("is in use by another hookbusd (pid \(bed.broker.pid))") && busy.stderr.contains("use --socket"), "\(busy)")
 
         #expect(try await bed.broker.stop() == 0)
+        // A mistyped path is refused, not created.
+        let typo = scratch.path("typo.db")
+        let missing = try await ToolRun.run(hookbus, ["replay", "--db", typo, "--config", config, "--from-seq", "1", "--dry-run"], scratch: scratch)
+        #expect(missing.status == 1 && missing.stderr.contains("no database at \(typo)"), "\(missing)")
+        #expect(!FileManager.default.fileExists(atPath: typo) && !FileManager.default.fileExists(atPath: typo + ".lock"))
+        // Without --config the configured subscribers are unknown, and it says so.
+        let noConfig = try await ToolRun.run(hookbus, ["replay", "--db", database, "--from-seq", "1", "--dry-run", "--subscriber", "alpha"], scratch: scratch)
+        #expect(noConfig.status == 1 && noConfig.stderr.contains("without --config only durable socket subscribers are known")
+                && noConfig.stderr.contains("pass --config to name configured subscribers"), "\(noConfig)")
         // A dry run on the stopped database changes nothing.
         let dry = try await offline("--from-seq", "\(seqs[1])", "--dry-run", "--json")
         #expect(dry.status == 0, "\(dry)")
