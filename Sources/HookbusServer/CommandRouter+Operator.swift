@@ -165,12 +165,15 @@ extension CommandRouter {
             switch command.op {
             case "dlq.list":
                 let limit = try arguments.int("limit") ?? 1000
-                let letters = try storage { try store.deadLetters(subscriber: subscriber, limit: Int(max(1, limit))) }
+                let (letters, total) = try storage {
+                    (try store.deadLetters(subscriber: subscriber, limit: Int(max(1, limit))), try store.deadLetterTotal(subscriber: subscriber))
+                }
                 Reply.ok(op: command.op, into: &out) { out in
                     out.key("dead_letters")
                     out.beginArray()
                     for letter in letters { Self.write(letter, full: false, into: &out) }
                     out.endArray()
+                    out.key("total"); out.int(total)
                 }
             case "dlq.show":
                 guard let id = try arguments.int("id") else { throw arguments.fail("id", "the id of a dead letter") }
@@ -187,10 +190,11 @@ extension CommandRouter {
                 guard (ids != nil) != all else {
                     throw WireError(.badRequest, "bad_request", attribute: "ids", "give either 'ids' or \"all\":true")
                 }
-                let chosen = try storage {
-                    command.op == "dlq.retry"
-                        ? try store.retryDeadLetters(ids: ids, subscriber: subscriber)
-                        : try store.purgeDeadLetters(ids: ids, subscriber: subscriber)
+                let (chosen, skipped): ([DeadLetter], [DeadLetter]) = try storage {
+                    if command.op == "dlq.purge" { return (try store.purgeDeadLetters(ids: ids, subscriber: subscriber), []) }
+                    // Configured and durable socket subscribers, and the socket subscriptions connected now.
+                    let known = Set(try dispatcher.subscriberInfos().map(\.name) + dispatcher.connectedSocketRunners.map(\.subscriber.name))
+                    return try store.retryDeadLetters(ids: ids, subscriber: subscriber, known: known)
                 }
                 if command.op == "dlq.retry" { dispatcher.reload(Set(chosen.map(\.subscriber))) }
                 dispatcher.deadLettersChanged(chosen)
@@ -200,6 +204,12 @@ extension CommandRouter {
                     out.beginArray()
                     for letter in chosen { out.int(letter.id) }
                     out.endArray()
+                    if command.op == "dlq.retry" {
+                        out.key("skipped")
+                        out.beginArray()
+                        for letter in skipped { out.int(letter.id) }
+                        out.endArray()
+                    }
                 }
             }
         } catch {

@@ -11,13 +11,20 @@ struct DeadLetters: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters, oldest first.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "Only this subscriber's.") var subscriber: String?
+        @Option(help: "At most this many, oldest first.") var limit: Int = 1000
         @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
+        }
 
         func run() throws {
             runReporting {
-                var body: [String: Any] = ["op": "dlq.list"]
+                var body: [String: Any] = ["op": "dlq.list", "limit": limit]
                 if let subscriber { body["subscriber"] = subscriber }
-                let letters = try request(connection, body)["dead_letters"] as? [[String: Any]] ?? []
+                let reply = try request(connection, body)
+                let letters = reply["dead_letters"] as? [[String: Any]] ?? []
+                let total = (reply["total"] as? NSNumber)?.intValue ?? letters.count
                 if json {
                     try printJSON(letters)
                     return 0
@@ -30,6 +37,9 @@ struct DeadLetters: ParsableCommand {
                     [text($0["id"]), text($0["subscriber"]), text($0["seq"]), text($0["event_type"]), text($0["attempts"]),
                      text($0["reason"]), text($0["last_failed_at"]), String(text($0["last_error"]).prefix(60))]
                 })
+                if total > letters.count {
+                    writeOut("(the oldest \(letters.count) of \(total) dead letters: --limit \(total) lists them all)")
+                }
                 return 0
             }
         }
@@ -94,7 +104,16 @@ struct DeadLetters: ParsableCommand {
         func run() throws {
             runReporting {
                 let reply = try request(connection, selection.body("dlq.retry"))
-                if json { try printJSON(reply) } else { writeOut("queued \(text(reply["count"])) dead letter(s) for delivery") }
+                if json {
+                    try printJSON(reply)
+                } else {
+                    writeOut("queued \(text(reply["count"])) dead letter(s) for delivery")
+                    let skipped = (reply["skipped"] as? [Any] ?? []).map { text($0) }
+                    if !skipped.isEmpty {
+                        writeOut("left \(skipped.count) dead letter(s) of subscribers that no longer exist: "
+                            + "\(skipped.joined(separator: " ")) (hookbus dlq purge removes them)")
+                    }
+                }
                 return 0
             }
         }

@@ -181,6 +181,11 @@ final class DispatchLedger {
         queue = try DatabaseQueue(path: path, configuration: configuration)
     }
 
+    /// Dead letters of every subscriber.
+    func deadLetterCount() throws -> Int {
+        try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letters") ?? 0 }
+    }
+
     func deadLetters(_ subscriber: String) throws -> [DispatchDeadLetter] {
         try queue.read { db in
             try Row.fetchAll(db, sql: """

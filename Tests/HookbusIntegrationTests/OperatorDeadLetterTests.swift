@@ -47,6 +47,11 @@ struct OperatorDeadLetterTests {
         for seq in seqs {
             #expect(table.stdoutLines.contains { $0.contains(" gate ") && $0.contains(" \(seq) ") && $0.contains("max_attempts") }, "\(table)")
         }
+        #expect(!table.stdout.contains("of 2 dead letters"), "all listed: no note\n\(table)")
+        // Fewer than there are: the oldest, and a note saying how many there are.
+        let first = try await bed.cli("dlq", "list", "--limit", "1")
+        #expect(first.status == 0 && first.stdoutLines.count == 3 && first.stdoutLines[1].contains(" \(seqs[0]) ")
+                && first.stdoutLines[2] == "(the oldest 1 of 2 dead letters: --limit 2 lists them all)", "\(first)")
         let listed = try #require(try await bed.cliJSON("dlq", "list") as? [[String: Any]])
         try #require(listed.count == 2, "\(listed)")
         #expect(listed.map { JSONText.int($0["seq"]) } == seqs)
@@ -103,5 +108,52 @@ struct OperatorDeadLetterTests {
                 "\(bed.lines("gate.log"))")
         let stats = try #require(try bed.stats()["gate"])
         #expect(stats.delivered == 1 && stats.dead == 0 && stats.retrying == 0, "\(stats)")
+    }
+
+    @Test("dlq retry leaves the dead letters of a subscriber that no longer exists: named, the retry is refused; under --all they are skipped and listed")
+    func retryOfVanishedSubscriber() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await OperatorBed.start(in: scratch, subscribers: "")
+        let socket = bed.broker.socketPath
+        // A durable subscriber and an unnamed one each reject the event outright.
+        let durable = try SocketSession(socket)
+        try #require(try await onThread { try durable.subscribe(name: "idx", types: ["job.*"], window: 4) }.ok)
+        let unnamed = try SocketSession(socket)
+        try #require(try await onThread { try unnamed.subscribe(name: nil, types: ["job.*"], window: 4) }.ok)
+        let seq = try await bed.publish(EventLine.make(type: "job.run", source: "jobs", id: "v-1"))
+        for session in [durable, unnamed] {
+            try await onThread {
+                let delivery = try session.nextDelivery()
+                try session.client.send(line: #"{"op":"nack","delivery":\#(delivery.delivery),"retry":false,"error":"no"}"#)
+            }
+        }
+        func listed() async throws -> [(id: Int64, subscriber: String)] {
+            (try await bed.cliJSON("dlq", "list") as? [[String: Any]] ?? []).map { (JSONText.int($0["id"]) ?? 0, $0["subscriber"] as? String ?? "") }
+        }
+        try await bed.waitUntil("two dead letters") { try bed.ledger().deadLetterCount() == 2 }
+        let letters = try await listed()
+        let kept = try #require(letters.first { $0.subscriber == "idx" })
+        let gone = try #require(letters.first { $0.subscriber.hasPrefix("~") })
+        unnamed.disconnect()
+        try await bed.waitUntil("the unnamed subscription gone") { try !bed.stats().keys.contains(gone.subscriber) }
+
+        let named = try await bed.cli("dlq", "retry", "\(gone.id)")
+        #expect(named.status == 1 && named.stderr.contains("dead letter \(gone.id) belongs to \(gone.subscriber), which no longer exists")
+                && named.stderr.contains("nothing was changed"), "\(named)")
+        let onlyGone = try await bed.cli("dlq", "retry", "--all", "--subscriber", gone.subscriber)
+        #expect(onlyGone.status == 1 && onlyGone.stderr.contains("belong to subscribers that no longer exist"), "\(onlyGone)")
+        #expect(try await listed().count == 2, "a refused retry changes nothing")
+
+        let all = try await bed.cli("dlq", "retry", "--all")
+        #expect(all.status == 0 && all.stdoutLines == [
+            "queued 1 dead letter(s) for delivery",
+            "left 1 dead letter(s) of subscribers that no longer exist: \(gone.id) (hookbus dlq purge removes them)",
+        ], "\(all)")
+        #expect(try await listed().map(\.id) == [gone.id], "the vanished subscriber's dead letter stays, for the record")
+        // The durable subscriber's comes again, as a replay.
+        let again = try await onThread { try durable.nextDelivery() }
+        #expect(again.seq == seq && again.replay && again.subscriber == "idx", "\(again)")
+        _ = kept
     }
 }

@@ -36,6 +36,15 @@ extension Store {
         }
     }
 
+    /// How many dead letters there are (of `subscriber`, if given).
+    public func deadLetterTotal(subscriber: String? = nil) throws -> Int {
+        try pool.read { db in
+            let filter = subscriber == nil ? "" : "WHERE subscriber = ?"
+            return try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letters \(filter)",
+                                    arguments: subscriber.map { [$0] } ?? []) ?? 0
+        }
+    }
+
     public func deadLetter(id: Int64) throws -> DeadLetter? {
         try pool.read { db in
             try Row.fetchOne(db, sql: "SELECT \(Self.deadLetterColumns) FROM dead_letters WHERE id = ?", arguments: [id])
@@ -47,11 +56,32 @@ extension Store {
     /// and removes them from the dead letters, in one transaction.
     /// - Parameters:
     ///   - ids: the dead letters to retry; nil means all (of `subscriber`, if given).
-    /// - Returns: the dead letters queued.
-    /// - Throws: `OperatorError` if an id does not exist or nothing is selected.
-    public func retryDeadLetters(ids: [Int64]?, subscriber: String?, nowMicros: Int64 = Timestamp.nowMicros()) throws -> [DeadLetter] {
+    ///   - known: the subscribers that exist now, when the caller knows them. A
+    ///     dead letter of another one (removed from the config, an unnamed
+    ///     subscription that has gone) could never be delivered: queued, it would
+    ///     leave the dead letters for a retry row nothing runs. Named in `ids`,
+    ///     it refuses the request; under "all" it is left where it is (`skipped`).
+    /// - Returns: the dead letters queued, and those left.
+    /// - Throws: `OperatorError` if an id does not exist or nothing is selected
+    ///   (or nothing that can be delivered).
+    public func retryDeadLetters(ids: [Int64]?, subscriber: String?, known: Set<String>? = nil,
+                                 nowMicros: Int64 = Timestamp.nowMicros()) throws -> (queued: [DeadLetter], skipped: [DeadLetter]) {
         try pool.write { db in
-            let chosen = try Self.selectDeadLetters(db, ids: ids, subscriber: subscriber)
+            var chosen = try Self.selectDeadLetters(db, ids: ids, subscriber: subscriber)
+            var skipped: [DeadLetter] = []
+            if let known {
+                skipped = chosen.filter { !known.contains($0.subscriber) }
+                chosen.removeAll { !known.contains($0.subscriber) }
+                if ids != nil, let letter = skipped.first {
+                    throw OperatorError("unknown_subscriber", "dead letter \(letter.id) belongs to \(letter.subscriber), which no longer "
+                        + "exists: it cannot be delivered again (dlq.purge removes it); nothing was changed")
+                }
+                if chosen.isEmpty {
+                    let names = Set(skipped.map(\.subscriber)).sorted().joined(separator: ", ")
+                    throw OperatorError("unknown_subscriber", "the \(skipped.count) dead letter(s) selected belong to subscribers that no "
+                        + "longer exist (\(names)): they cannot be delivered again (dlq.purge removes them); nothing was changed")
+                }
+            }
             for letter in chosen {
                 // The attempts start again; their history goes with them, so a
                 // delivery that dies again keeps every error.
@@ -62,7 +92,7 @@ extension Store {
                     """, arguments: [letter.subscriber, letter.seq, nowMicros, letter.lastError, letter.errors, letter.firstFailedAt])
                 try db.execute(sql: "DELETE FROM dead_letters WHERE id = ?", arguments: [letter.id])
             }
-            return chosen
+            return (chosen, skipped)
         }
     }
 
