@@ -103,9 +103,16 @@ public final class SocketClient {
         shutdown(fd, Int32(SHUT_WR))
     }
 
-    /// Sends one line and returns the reply line.
+    /// Sends one line and returns the reply line. A broker that refuses the
+    /// connection (too_many_connections) writes its reason and closes at once:
+    /// if the line cannot be written, that reason is the reply.
     public func request(_ line: String) throws(Failure) -> String {
-        try send(line: line)
+        do {
+            try send(line: line)
+        } catch {
+            if let pending = try? readLine(), pending.hasPrefix("{") { return pending }
+            throw error
+        }
         guard let reply = try readLine() else {
             throw Failure(description: "hookbusd at \(path) closed the connection without replying")
         }

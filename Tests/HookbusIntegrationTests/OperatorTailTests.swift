@@ -66,4 +66,49 @@ struct OperatorTailTests {
         #expect(result.stdoutLines.compactMap { $0.split(separator: " ").first.flatMap { Int64($0) } } == [seqs[1], seqs[2]], "\(result)")
         #expect(result.stdoutLines.map { $0.split(separator: " ")[4] } == ["s-2", "s-3"], "\(result)")
     }
+
+    @Test("tail prints an event's bytes as stored (--json) and its data as sent (text), numbers like 1.0 and 1e400 included")
+    func rawBytes() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await OperatorBed.start(in: scratch, subscribers: "")
+        let data = #"{"x":1.0,"big":1e400,"z":"\u00e9"}"#
+        let seq = try await bed.publish(EventLine.make(type: "tail.raw", source: "t", id: "r-1", data: data))
+        let stored = try #require(try bed.broker.outbox().row(source: "t", id: "r-1"))
+        let json = try await bed.cli("tail", "--from-seq", "\(seq)", "--limit", "1", "--json")
+        #expect(json.status == 0 && json.stdoutLines == [stored.event], "\(json)")
+        let text = try await bed.cli("tail", "--from-seq", "\(seq)", "--limit", "1")
+        #expect(text.status == 0 && text.stdoutLines.first?.hasSuffix(" tail.raw t r-1 \(data)") == true, "\(text)")
+    }
+
+    @Test("tail says so, exit status 69, when the broker closes the connection before --limit events")
+    func brokerGoes() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await OperatorBed.start(in: scratch, subscribers: "")
+        let tail = try BackgroundTool(try TestBinaries.hookbus(), ["tail", "--limit", "5", "--socket", bed.broker.socketPath], scratch: scratch)
+        defer { tail.stop() }
+        try await bed.waitUntil("tail subscribed") { try bed.connectedSocketSubscribers().count == 1 }
+        _ = try await bed.publish(EventLine.make(type: "tail.a", source: "t", id: "g-1"))
+        #expect(try await bed.broker.stop() == 0)
+        let ended = try await tail.finished()
+        #expect(!ended.signaled && ended.status == 69, "\(ended)")
+        #expect(ended.stdoutLines.count == 1 && ended.stderr.contains("closed the connection after 1 event(s)"), "\(ended)")
+    }
+
+    @Test("an unnamed subscription that ends with deliveries unacknowledged leaves no dead letter and announces none, even at max_attempts = 1")
+    func endLeavesNoDeadLetters() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await DispatchBed.start(in: scratch, defaults: "[defaults]\nmax_attempts = 1\ntimeout = \"20s\"", subscribers: "")
+        let session = try SocketSession(bed.broker.socketPath)
+        try #require(try await onThread { try session.subscribe(name: nil, types: ["tail.*"], window: 8) }.ok)
+        let seqs = try await bed.publish((0..<3).map { EventLine.make(type: "tail.a", source: "t", id: "u-\($0)") })
+        let got = try await onThread { try (0..<3).map { _ in try session.nextDelivery().seq } }
+        #expect(got == seqs)
+        session.disconnect()
+        try await bed.waitUntil("the subscription released") { try bed.connectedSocketSubscribers().isEmpty }
+        #expect(try bed.ledger().deadLetterCount() == 0)
+        #expect(try bed.broker.outbox().rows().filter { $0.type == "hookbus.dead_lettered" }.isEmpty)
+    }
 }

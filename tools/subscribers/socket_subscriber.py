@@ -37,7 +37,12 @@ def main() -> int:
         print(f"cannot connect to hookbusd at {args.socket}: {error}", file=sys.stderr)
         return 69
     stream = conn.makefile("rwb")
-    request = {"op": "subscribe", "types": args.types or ["*"], "window": args.window}
+    # With --count, take no more in flight than will be acked: a delivery received
+    # and left unacked when the script exits counts as a failed attempt for a
+    # durable subscriber (it comes again on the next run, one attempt closer to
+    # a dead letter).
+    window = min(args.window, args.count) if args.count else args.window
+    request = {"op": "subscribe", "types": args.types or ["*"], "window": window}
     if args.name:
         request["name"] = args.name
     stream.write(json.dumps(request).encode() + b"\n")

@@ -355,6 +355,10 @@ final class SubscriberRunner: Sendable {
                 var reason: DeadLetterReason?
                 if case .rejected = result { reason = .rejected }
                 if reason == nil && runner.subscriber.retry.exhausted(after: attempt) { reason = .maxAttempts }
+                // An unnamed subscription that has gone is forgotten with its retries
+                // (what it did not acknowledge goes to nobody): the end of its
+                // connection leaves no dead letter, and announces none.
+                if case .interrupted = result, name.hasPrefix("~") { reason = nil }
                 if let reason {
                     ops.append(.deadLetter(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason, replay: replay))
                     deadLetters.append(DeadLetterNotice(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason))
