@@ -192,8 +192,10 @@ extension CommandRouter {
                 }
                 let (chosen, skipped): ([DeadLetter], [DeadLetter]) = try storage {
                     if command.op == "dlq.purge" { return (try store.purgeDeadLetters(ids: ids, subscriber: subscriber), []) }
-                    // Configured and durable socket subscribers, and the socket subscriptions connected now.
-                    let known = Set(try dispatcher.subscriberInfos().map(\.name) + dispatcher.connectedSocketRunners.map(\.subscriber.name))
+                    // Configured and durable socket subscribers. Not an unnamed
+                    // subscription, even one connected now: it ends with its
+                    // connection, which may be under way (its rows are then forgotten).
+                    let known = Set(try dispatcher.subscriberInfos().map(\.name))
                     return try store.retryDeadLetters(ids: ids, subscriber: subscriber, known: known)
                 }
                 if command.op == "dlq.retry" { dispatcher.reload(Set(chosen.map(\.subscriber))) }

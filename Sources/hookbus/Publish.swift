@@ -54,6 +54,7 @@ struct Publish: ParsableCommand {
             let client = try connection.connect()
             var refused = 0
             let lines: AnySequence<[UInt8]>
+            let readFailure = ReadFailure()
             if let type {
                 var out = JSONWriter()
                 out.beginObject()
@@ -65,7 +66,7 @@ struct Publish: ParsableCommand {
                 out.endObject()
                 lines = AnySequence([out.bytes])
             } else {
-                lines = AnySequence(StandardInputLines())
+                lines = AnySequence(StandardInputLines(failure: readFailure))
             }
             do {
                 try Publisher(client: client, window: window).publish(bytes: lines) { _, reply in
@@ -76,6 +77,10 @@ struct Publish: ParsableCommand {
                 throw CLIError(message: error.description, code: 69)
             }
             client.finishWriting()
+            if let message = readFailure.message {
+                // What was read before it went to the broker and was answered above.
+                throw CLIError(message: "reading standard input failed: \(message); the lines after that were not sent", code: 74)
+            }
             return refused == 0 ? 0 : 1
         }
     }
@@ -85,9 +90,16 @@ struct Publish: ParsableCommand {
 /// or repaired on the way (`readLine` would turn bytes that are not UTF-8 into
 /// U+FFFD, and the broker would store the altered text).
 struct StandardInputLines: Sequence, IteratorProtocol {
+    /// Where a read error is left: it ends the lines like the end of input,
+    /// and the command then exits with it (74, EX_IOERR).
+    let failure: ReadFailure
     private var buffer: [UInt8] = []
     private var start = 0
     private var atEnd = false
+
+    init(failure: ReadFailure) {
+        self.failure = failure
+    }
 
     mutating func next() -> [UInt8]? {
         while true {
@@ -108,6 +120,7 @@ struct StandardInputLines: Sequence, IteratorProtocol {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
+                failure.message = String(cString: strerror(errno))
                 atEnd = true
             } else if count == 0 {
                 atEnd = true
@@ -116,4 +129,9 @@ struct StandardInputLines: Sequence, IteratorProtocol {
             }
         }
     }
+}
+
+/// A read error of standard input, kept for after the lines are sent.
+final class ReadFailure {
+    var message: String?
 }

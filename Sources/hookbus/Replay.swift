@@ -6,9 +6,9 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Hand stored events to subscribers again.",
         discussion: """
-            Selects stored events by seq range, receipt time and type (or every stored event with --all), \
-            and queues them again for the named subscribers (every subscriber whose types match if none is \
-            named), marked as replays. With --db (and --config to know the subscribers) it works on a stopped \
+            Selects stored events by seq range, receipt time and type, and queues them again for the named \
+            subscribers (every subscriber whose types match if none is named), marked as replays. A bare \
+            `hookbus replay` is refused: give a selection, a subscriber, or --all. With --db (and --config to know the subscribers) it works on a stopped \
             broker's database; the deliveries run when the broker starts.
             """)
 
@@ -19,7 +19,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Received at or before this RFC 3339 time.") var until: String?
     @Option(name: .customLong("type"), help: "Type filter (repeatable).") var types: [String] = []
     @Option(name: .customLong("subscriber"), help: "Subscriber name (repeatable).") var subscribers: [String] = []
-    @Flag(help: "Every stored event: needed when no --from-seq, --to-seq, --since, --until or --type selects.") var all = false
+    @Flag(help: "Every stored event, to every subscriber whose types match: needed when nothing else selects.") var all = false
     @Flag(name: .customLong("dry-run"), help: "Print what would be replayed to whom; change nothing.") var dryRun = false
     @Option(help: "Work on this database of a stopped broker instead of the socket.") var db: String?
     @Option(help: "The broker's config file, to know its subscribers (with --db).") var config: String?
@@ -29,8 +29,9 @@ struct Replay: ParsableCommand {
         if config != nil && db == nil { throw ValidationError("--config goes with --db (offline replay)") }
         // A bare `hookbus replay` would run every subscriber again on the whole outbox.
         let selects = fromSeq != nil || toSeq != nil || since != nil || until != nil || !types.isEmpty
-        if !selects && !all {
-            throw ValidationError("say which events: --from-seq, --to-seq, --since, --until or --type, or --all for every stored event")
+        if !selects && subscribers.isEmpty && !all {
+            throw ValidationError("say what to replay: --from-seq, --to-seq, --since, --until, --type or --subscriber, "
+                + "or --all for every stored event to every subscriber")
         }
         if selects && all {
             throw ValidationError("--all replays every stored event; leave it out when --from-seq, --to-seq, --since, --until or --type selects")
@@ -76,7 +77,8 @@ struct Replay: ParsableCommand {
     private func offline() throws -> [String: Any] {
         guard let db else { return [:] }
         // Opening a path that is not there would create an empty database.
-        guard FileManager.default.fileExists(atPath: db) else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: db, isDirectory: &isDirectory), !isDirectory.boolValue else {
             throw CLIError(message: "no database at \(db): --db names the database of a stopped broker", code: 1)
         }
         var settings = BrokerConfig()

@@ -7,10 +7,9 @@ struct Tail: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Follow events live, through an unnamed subscription.",
         discussion: """
-            Each event is acknowledged as it is printed. The subscription ends with the command: \
-            nothing is recorded for it, but an event it received and did not acknowledge when it ended \
-            (an interrupted --limit, Ctrl-C) counts as a failed attempt for it, as for any socket \
-            subscriber. Exits 69 if the broker closes the connection before --limit events.
+            Each event is acknowledged as it is printed. The subscription ends with the command and \
+            leaves nothing behind: what it received and did not acknowledge by then goes to nobody and \
+            is not dead-lettered. Exits 69 if the broker closes the connection before --limit events.
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -26,8 +25,8 @@ struct Tail: ParsableCommand {
     func run() throws {
         runReporting {
             let client = try connection.connect()
-            // No more in flight than will be printed: with --limit, nothing is
-            // received that the command would leave unacknowledged.
+            // No more in flight than --limit: little is sent that the command
+            // will not print (what is left when it exits goes to nobody).
             var body: [String: Any] = ["op": "subscribe", "window": min(64, limit ?? 64)]
             if !types.isEmpty { body["types"] = types }
             if let fromSeq { body["from_seq"] = fromSeq }

@@ -186,6 +186,11 @@ final class DispatchLedger {
         try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letters") ?? 0 }
     }
 
+    /// Retry rows of every subscriber.
+    func retryRowCount() throws -> Int {
+        try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM retries") ?? 0 }
+    }
+
     func deadLetters(_ subscriber: String) throws -> [DispatchDeadLetter] {
         try queue.read { db in
             try Row.fetchAll(db, sql: """

@@ -119,10 +119,10 @@ struct OperatorReplayTests {
 
         // A bare replay would run every subscriber again on the whole outbox: it must say which events.
         let bare = try await bed.cli("replay")
-        #expect(bare.status == 64 && bare.stderr.contains("say which events") && bare.stderr.contains("--all"), "\(bare)")
+        #expect(bare.status == 64 && bare.stderr.contains("say what to replay") && bare.stderr.contains("--all"), "\(bare)")
         let both = try await bed.cli("replay", "--all", "--from-seq", "1")
         #expect(both.status == 64 && both.stderr.contains("--all replays every stored event"), "\(both)")
-        let unknown = try await bed.cli("replay", "--subscriber", "nobody", "--all")
+        let unknown = try await bed.cli("replay", "--subscriber", "nobody")
         #expect(unknown.status == 1, "\(unknown)")
         #expect(unknown.stderr == "hookbus: bad_request: no subscriber named \"nobody\"; known: alpha, beta\n", "\(unknown)")
         let noEvents = try await bed.cli("replay", "--from-seq", "\(seq + 1000)")

@@ -90,6 +90,9 @@ struct OperatorTailTests {
         defer { tail.stop() }
         try await bed.waitUntil("tail subscribed") { try bed.connectedSocketSubscribers().count == 1 }
         _ = try await bed.publish(EventLine.make(type: "tail.a", source: "t", id: "g-1"))
+        try await bed.waitUntil("tail acknowledged the event") {
+            try bed.stats().values.contains { $0.kind == "socket" && $0.delivered == 1 }
+        }
         #expect(try await bed.broker.stop() == 0)
         let ended = try await tail.finished()
         #expect(!ended.signaled && ended.status == 69, "\(ended)")
@@ -109,6 +112,7 @@ struct OperatorTailTests {
         session.disconnect()
         try await bed.waitUntil("the subscription released") { try bed.connectedSocketSubscribers().isEmpty }
         #expect(try bed.ledger().deadLetterCount() == 0)
+        #expect(try bed.ledger().retryRowCount() == 0, "nothing recorded for a subscription that has gone")
         #expect(try bed.broker.outbox().rows().filter { $0.type == "hookbus.dead_lettered" }.isEmpty)
     }
 }

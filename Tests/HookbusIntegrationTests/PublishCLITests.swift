@@ -72,6 +72,18 @@ struct PublishCLITests {
         #expect(try broker.outbox().rows().map(\.id) == ["u1", "u2"])
     }
 
+    @Test("stdin that cannot be read (a directory) is an error, exit status 74, not an empty input")
+    func unreadableStdin() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let broker = try await scratch.startBroker()
+        let hookbus = try TestBinaries.hookbus().path
+        let result = try await ToolRun.run(URL(fileURLWithPath: "/bin/sh"),
+                                           ["-c", "exec \"$0\" publish --socket \"$1\" < \"$2\"", hookbus, broker.socketPath, scratch.root],
+                                           scratch: scratch)
+        #expect(!result.signaled && result.status == 74 && result.stderr.contains("reading standard input failed"), "\(result)")
+    }
+
     @Test("NDJSON on stdin, all valid: exit status 0")
     func fromStdinAllValid() async throws {
         let scratch = try ScratchDirectory()

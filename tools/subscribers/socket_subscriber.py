@@ -37,10 +37,10 @@ def main() -> int:
         print(f"cannot connect to hookbusd at {args.socket}: {error}", file=sys.stderr)
         return 69
     stream = conn.makefile("rwb")
-    # With --count, take no more in flight than will be acked: a delivery received
-    # and left unacked when the script exits counts as a failed attempt for a
-    # durable subscriber (it comes again on the next run, one attempt closer to
-    # a dead letter).
+    # With --count, no more in flight than --count: a delivery received and left
+    # unacked when the script exits counts as a failed attempt for a durable
+    # subscriber (it comes again on the next run, one attempt closer to a dead
+    # letter), and a smaller window leaves fewer of them.
     window = min(args.window, args.count) if args.count else args.window
     request = {"op": "subscribe", "types": args.types or ["*"], "window": window}
     if args.name:

@@ -195,23 +195,31 @@ final class PipeDeliverer: Deliverer {
                         // other line break (U+2028 is valid in a JSON string).
                         var framer = LineFramer(maxLineBytes: Self.maxAnswerBytes)
                         var frames: [Frame] = []
+                        /// Handles the answers framed so far; false once one was garbage.
+                        func answer(_ frames: [Frame]) -> Bool {
+                            for frame in frames {
+                                let problem: String?
+                                switch frame {
+                                case .line(let line): problem = self.handleAnswer(line)
+                                case .tooLarge(let limit): problem = "an answer line longer than \(limit) bytes"
+                                }
+                                if let problem {
+                                    killed.note.withLock { $0 = $0 ?? "wrote garbage (\(problem)) and was killed" }
+                                    Glibc.kill(-pid, SIGKILL)
+                                    return false
+                                }
+                            }
+                            return true
+                        }
                         reading: do {
                             for try await chunk in execution.standardOutput {
                                 chunk.withUnsafeBytes { framer.feed($0, into: &frames) }
-                                for frame in frames {
-                                    let problem: String?
-                                    switch frame {
-                                    case .line(let line): problem = self.handleAnswer(line)
-                                    case .tooLarge(let limit): problem = "an answer line longer than \(limit) bytes"
-                                    }
-                                    if let problem {
-                                        killed.note.withLock { $0 = $0 ?? "wrote garbage (\(problem)) and was killed" }
-                                        Glibc.kill(-pid, SIGKILL)
-                                        break reading
-                                    }
-                                }
+                                guard answer(frames) else { break reading }
                                 frames.removeAll(keepingCapacity: true)
                             }
+                            // Its stdout ended: a last answer without its `\n` counts.
+                            framer.finish(into: &frames)
+                            _ = answer(frames)
                         } catch {}
                         // Its stdout is gone: stop feeding it.
                         writer.finish()

@@ -352,13 +352,13 @@ final class SubscriberRunner: Sendable {
                 // The subscriber's connection is gone: start nothing more on it.
                 if case .interrupted = result { stopping = true }
                 runner.stats.recordFailure(error, at: now)
+                // An unnamed subscription that has gone is forgotten with its rows
+                // (what it did not acknowledge goes to nobody): its end records
+                // nothing, dead-letters nothing and announces nothing.
+                if case .interrupted = result, name.hasPrefix("~") { break }
                 var reason: DeadLetterReason?
                 if case .rejected = result { reason = .rejected }
                 if reason == nil && runner.subscriber.retry.exhausted(after: attempt) { reason = .maxAttempts }
-                // An unnamed subscription that has gone is forgotten with its retries
-                // (what it did not acknowledge goes to nobody): the end of its
-                // connection leaves no dead letter, and announces none.
-                if case .interrupted = result, name.hasPrefix("~") { reason = nil }
                 if let reason {
                     ops.append(.deadLetter(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason, replay: replay))
                     deadLetters.append(DeadLetterNotice(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason))
