@@ -92,6 +92,11 @@ struct Replay: ParsableCommand {
             writeError("hookbus: without --config only durable socket subscribers are known; "
                 + "the configured ones (exec, pipe, hooks) get nothing: pass --config FILE")
         }
+        // Opening the store applies the migrations; a dry run changes nothing.
+        if dryRun, let pending = try? Store.pendingMigrations(at: db), !pending.isEmpty {
+            throw CLIError(message: "\(db) needs an upgrade first (\(pending.joined(separator: ", "))), and a dry run changes "
+                + "nothing: start hookbusd on it once, or replay without --dry-run (which upgrades it)", code: 1)
+        }
         let store: Store
         do {
             store = try Store(path: db, durability: settings.durability)

@@ -16,6 +16,11 @@ struct UpgradeTests {
         let before = try look()
         #expect(before.events == 200 && !before.migrations.contains("v4-outbox-keys-in-memory"))
 
+        // An offline dry run would upgrade the file to read it: it refuses instead, and leaves it.
+        let dry = try await ToolRun.run(try TestBinaries.hookbus(), ["replay", "--db", path, "--from-seq", "1", "--dry-run"], scratch: scratch)
+        #expect(!dry.signaled && dry.status == 1 && dry.stderr.contains("needs an upgrade first (v3-subscriber-kinds, "), "\(dry)")
+        #expect(try look().migrations == before.migrations)
+
         // No room for the copy: the file may grow by 10 pages only.
         let environment = ProcessInfo.processInfo.environment.merging(["HOOKBUS_MAX_PAGE_COUNT": "\(before.pages + 10)"]) { _, new in new }
         let refused = try await ToolRun.run(try TestBinaries.hookbusd(), ["--socket", scratch.path("s.sock"), "--db", path],

@@ -160,3 +160,16 @@ enum Migrations {
     /// Names of the migrations this build knows, in order.
     static var names: [String] { migrator.migrations }
 }
+
+extension Store {
+    /// The migrations this hookbus would apply to the database at `path`, read
+    /// without changing the file (a dry run must not upgrade it).
+    public static func pendingMigrations(at path: String) throws -> [String] {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? queue.close() }
+        let applied = try queue.read { db in try Migrations.migrator.appliedIdentifiers(db) }
+        return Migrations.names.filter { !applied.contains($0) }
+    }
+}
