@@ -27,6 +27,9 @@ struct Replay: ParsableCommand {
 
     func validate() throws {
         if config != nil && db == nil { throw ValidationError("--config goes with --db (offline replay)") }
+        if db != nil && connection.socket != nil {
+            throw ValidationError("--socket and --db do not go together: --db works on a stopped broker's database, --socket through a running broker")
+        }
         // A bare `hookbus replay` would run every subscriber again on the whole outbox.
         let selects = fromSeq != nil || toSeq != nil || since != nil || until != nil || !types.isEmpty
         if !selects && subscribers.isEmpty && !all {

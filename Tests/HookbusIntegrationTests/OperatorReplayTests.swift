@@ -161,6 +161,9 @@ struct OperatorReplayTests {
         #expect(busy.stderr.contains("is in use by another hookbusd (pid \(bed.broker.pid))") && busy.stderr.contains("use --socket"), "\(busy)")
 
         #expect(try await bed.broker.stop() == 0)
+        // --socket beside --db would be ignored: refused.
+        let both = try await ToolRun.run(hookbus, ["replay", "--db", database, "--socket", bed.broker.socketPath, "--from-seq", "1"], scratch: scratch)
+        #expect(both.status == 64 && both.stderr.contains("--socket and --db do not go together"), "\(both)")
         // A mistyped path is refused, not created.
         let typo = scratch.path("typo.db")
         let missing = try await ToolRun.run(hookbus, ["replay", "--db", typo, "--config", config, "--from-seq", "1", "--dry-run"], scratch: scratch)
