@@ -8,8 +8,9 @@ struct Replay: ParsableCommand {
         discussion: """
             Selects stored events by seq range, receipt time and type, and queues them again for the named \
             subscribers (every subscriber whose types match if none is named), marked as replays. A bare \
-            `hookbus replay` is refused: give a selection, a subscriber, or --all. With --db (and --config to know the subscribers) it works on a stopped \
-            broker's database; the deliveries run when the broker starts.
+            `hookbus replay` is refused: give a selection, a subscriber, or --all. With --db (and --config \
+            to know the subscribers) it works on a stopped broker's database; the deliveries run when the \
+            broker starts.
             """)
 
     @OptionGroup var connection: ConnectionOptions
