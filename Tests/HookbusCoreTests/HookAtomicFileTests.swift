@@ -21,6 +21,32 @@ struct HookAtomicFileTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["hosts"])
     }
 
+    @Test("a symbolic link planted at the old temp name (<path>.tmp.<pid>) is not written through")
+    func plantedLinkNotFollowed() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let victim = directory.appendingPathComponent("victim").path
+        try "precious\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        let path = directory.appendingPathComponent("hosts").path
+        try FileManager.default.createSymbolicLink(atPath: "\(path).tmp.\(getpid())", withDestinationPath: victim)
+        try AtomicFile.write("new\n", to: path)
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "new\n")
+    }
+
+    @Test("a lock file that is a symbolic link is refused and its target left alone")
+    func lockFileLinkRefused() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let victim = directory.appendingPathComponent("victim").path
+        try "precious\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        let lock = directory.appendingPathComponent("hb.db.lock").path
+        try FileManager.default.createSymbolicLink(atPath: lock, withDestinationPath: victim)
+        let error = #expect(throws: StoreError.self) { try LockFile(path: lock, purpose: "database hb.db") }
+        #expect(error?.message.contains("symbolic link") == true, "\(String(describing: error))")
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+    }
+
     @Test("the file is replaced by a rename: a reader that opened the old one keeps reading the old content")
     func replacedNotRewritten() throws {
         let directory = try makeTemporaryDirectory()

@@ -126,6 +126,15 @@ struct HookClientDirectoryTests {
         Unusable(type: "client.removed", data: #"{}"#, reason: "has no data.ip"),
         Unusable(type: "client.added", data: #"[1,2]"#, reason: "has no data object"),
         Unusable(type: "client.added", data: #""10.0.0.1""#, reason: "has no data object"),
+        // What would put lines of its own into a hosts file, or nonsense into a target list.
+        Unusable(type: "client.added", data: #"{"ip":"10.0.0.1","hostname":"x.evil\n6.6.6.6 github.com #","fleet":"f"}"#,
+                 reason: #"data.hostname "x.evil\u{a}6.6.6.6 github.com #" is not a DNS label"#),
+        Unusable(type: "client.added", data: #"{"ip":"10.0.0.1","hostname":"a","fleet":"prod example"}"#,
+                 reason: #"data.fleet "prod example" is not a DNS label"#),
+        Unusable(type: "client.hostname_changed", data: #"{"ip":"10.0.0.2","hostname":"-a"}"#, reason: "is not a DNS label"),
+        Unusable(type: "client.added", data: #"{"ip":"10.0.0.1 6.6.6.6","hostname":"a","fleet":"f"}"#,
+                 reason: #"data.ip "10.0.0.1 6.6.6.6" is not an IPv4 or IPv6 address"#),
+        Unusable(type: "client.added", data: #"{"ip":"web1","hostname":"a","fleet":"f"}"#, reason: "is not an IPv4 or IPv6 address"),
     ])
     func rejected(_ bad: Unusable) async throws {
         let bed = try Bed()

@@ -3,12 +3,13 @@ import Glibc
 #endif
 
 /// Replaces a file so readers see either the old or the new content, never a
-/// mix, even across a crash: temp file in the same directory, fsync, rename,
+/// mix, even across a crash: a new temp file in the same directory (a random
+/// name, created exclusively, never through a symbolic link), fsync, rename,
 /// fsync of the directory.
 ///
 /// `durable: false` leaves out both fsyncs: readers still never see a mix,
 /// but after a crash the file may be the old one, empty, or missing if it
-/// was new (and a `<path>.tmp.<pid>` may be left beside it). For files that
+/// was new (and a `<path>.tmp.<pid>.<random>` may be left beside it). For files that
 /// are rewritten often and matter only while the broker runs (a report), so
 /// that writing them does not flush the disk beside the broker's commits.
 public enum AtomicFile {
@@ -17,8 +18,16 @@ public enum AtomicFile {
     }
 
     public static func write(_ text: String, to path: String, mode: mode_t = 0o644, durable: Bool = true) throws(Failure) {
-        let temp = "\(path).tmp.\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        // A new file under a name nobody can guess, never through a link: a
+        // name planted in a directory others can write (a symbolic link to a
+        // file of root's) must not be written through.
+        var temp = ""
+        var fd: Int32 = -1
+        for _ in 0..<8 {
+            temp = "\(path).tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max) & 0xFFFF_FFFF_FFFF)"
+            fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd >= 0 || errno != EEXIST { break }
+        }
         guard fd >= 0 else { throw failure("cannot create \(temp)") }
         let bytes = Array(text.utf8)
         var offset = 0

@@ -17,15 +17,24 @@ public final class LockFile: Sendable {
     /// Takes the lock or throws `.locked` naming the pid written by the holder.
     public init(path: String, purpose: String) throws(StoreError) {
         self.path = path
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // Not through a symbolic link: whoever can write the directory could
+        // otherwise have the broker (often root) truncate a file of their choosing.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
             let code = errno
             var message = "cannot open lock file \(path): \(String(cString: strerror(code)))"
             if code == ENOENT {
                 message += " (the directory \(AtomicFile.directory(of: path)) does not exist: create it, "
                     + "or give a path in one that does)"
+            } else if code == ELOOP {
+                message += " (it is a symbolic link, which hookbus does not follow: remove it)"
             }
             throw StoreError(.other, message)
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw StoreError(.other, "lock file \(path) is not a regular file: remove it")
         }
         // A lock just given up can linger for a moment in a child forked before
         // it was closed and not yet exec'd (the descriptor is close-on-exec):
