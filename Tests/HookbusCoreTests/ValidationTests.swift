@@ -113,6 +113,11 @@ let badLines: [BadLine] = [
     // Empty id and source.
     BadLine("empty id", #"{"type":"a","id":""}"#, .invalidEvent, "empty_attribute", attribute: "id"),
     BadLine("empty source", #"{"type":"a","source":""}"#, .invalidEvent, "empty_attribute", attribute: "source"),
+    // The broker's own sources: each producer's, for the producer whose uid it names (the test producer's is 1000).
+    BadLine("another uid's source", #"{"type":"a","source":"urn:hookbus:uid:0"}"#, .unauthorized, "source_reserved",
+            attribute: "source", fragment: "yours is urn:hookbus:uid:1000"),
+    BadLine("a malformed uid source", #"{"type":"a","source":"urn:hookbus:uid:1000x"}"#, .unauthorized, "source_reserved",
+            attribute: "source"),
     // Duplicates, also when spelled differently.
     BadLine("duplicate attribute", #"{"type":"a","id":"1","id":"2"}"#, .invalidEvent, "duplicate_attribute", attribute: "id"),
     BadLine("duplicate attribute through an escape", #"{"type":"a","t\u0079pe":"b"}"#, .invalidEvent,
@@ -147,7 +152,7 @@ struct ValidationTests {
         let reasons = Set(badLines.map(\.reason))
         #expect(reasons == [
             "invalid_json", "invalid_utf8", "not_object", "missing_type", "bad_specversion", "wrong_type",
-            "data_conflict", "bad_base64", "bad_extension_name", "bad_time", "empty_attribute", "duplicate_attribute",
+            "data_conflict", "bad_base64", "bad_extension_name", "bad_time", "empty_attribute", "duplicate_attribute", "source_reserved",
         ])
     }
 
@@ -228,6 +233,13 @@ struct ValidationTests {
         #expect(object["time"] as? String == event.time)
         #expect(object["type"] as? String == "client.added")
         #expect((object["data"] as? [String: Any])?["ip"] as? String == "10.0.0.2")
+    }
+
+    @Test("a producer may name its own urn:hookbus:uid source, the one it gets when it sends none")
+    func ownReservedSource() throws {
+        let event = try #require(decode(#"{"type":"a","source":"urn:hookbus:uid:1000","id":"x"}"#).event)
+        #expect(event.source == "urn:hookbus:uid:1000")
+        #expect(try #require(decode(#"{"type":"a","id":"y"}"#).event).source == "urn:hookbus:uid:1000")
     }
 
     @Test("only the missing attributes are injected")

@@ -88,6 +88,15 @@ public struct EventValidator: Sendable {
                                       "attribute 'time' must be an RFC 3339 date-time like 2026-11-23T04:30:00Z, got \"\(Self.clip(time))\""))
         }
 
+        // `urn:hookbus:uid:N` is the source the broker gives a producer that sends
+        // none; naming another uid's would pass events off as that user's.
+        if let given = attributes[.source]?.string, given.hasPrefix(Self.reservedSourcePrefix), given != producer.defaultSource {
+            return .failure(WireError(.unauthorized, "source_reserved", attribute: "source",
+                                      "attribute 'source' \"\(Self.clip(given))\" is reserved: \(Self.reservedSourcePrefix)N names "
+                                      + "the producer whose uid is N (yours is \(producer.defaultSource)); leave source out to get it, "
+                                      + "or name your own"))
+        }
+
         // Defaults, spliced in at the front of the producer's own bytes.
         var injected = JSONWriter(capacity: 128)
         let id = attributes[.id]?.string ?? ids.next(nowMicros: nowMicros)
@@ -102,6 +111,9 @@ public struct EventValidator: Sendable {
             id: id, source: source, type: type, subject: attributes[.subject]?.string, time: time,
             json: json, producer: producer, receivedAtMicros: nowMicros))
     }
+
+    /// Sources under this prefix are the broker's to give (`Producer.defaultSource`).
+    static let reservedSourcePrefix = "urn:hookbus:uid:"
 
     /// The check for one member: its JSON type, or its name if it is an extension.
     private func check(_ member: JSONMember) -> WireError? {
