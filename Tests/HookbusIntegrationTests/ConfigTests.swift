@@ -18,6 +18,17 @@ struct ConfigTests {
         #expect(try Self.mode(of: broker.socketPath) == 0o660)
     }
 
+    @Test("a new database and its -wal and -shm files are the broker's user's alone (0600), whatever the umask")
+    func databaseMode() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let broker = try await scratch.startBroker()
+        #expect(try broker.connect().call(EventLine.make(source: "mode", id: "m1")).ok)
+        for suffix in ["", "-wal", "-shm"] {
+            #expect(try Self.mode(of: broker.databasePath + suffix) == 0o600, "\(broker.databasePath)\(suffix)")
+        }
+    }
+
     @Test("socket_mode from the config file", arguments: [0o600, 0o666])
     func configuredMode(mode: UInt32) async throws {
         let scratch = try ScratchDirectory()

@@ -63,6 +63,12 @@ public final class Store: Sendable {
                     throw Self.damaged(path, problem)
                 }
                 try queue.close()
+            } else if errno == ENOENT {
+                // A new database is the broker's alone (SQLite would create it
+                // 0644 less the umask, readable by every local user); its -wal
+                // and -shm files take its mode. An existing file keeps its own.
+                let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+                if fd >= 0 { Glibc.close(fd) }
             }
             let pool = try DatabasePool(path: path, configuration: configuration)
             // GRDB puts the WAL writer on synchronous = NORMAL after opening;
