@@ -56,6 +56,7 @@ struct Hookbusd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "hookbusd")
+        Self.raiseDescriptorLimit(maxConnections: settings.limits.maxConnections, logger: logger)
         let group: ServiceGroup
         do {
             group = try Broker(config: settings, logger: logger).makeServiceGroup {
@@ -67,6 +68,34 @@ struct Hookbusd: AsyncParsableCommand {
             fail("cannot start: \(error)", code: 1)
         }
         try await group.run()
+    }
+
+    /// Descriptors kept for everything but connections: the database
+    /// and its files, the lock files, the listener, subscriber pipes.
+    static let reservedDescriptors = 128
+
+    /// Raises the soft limit on open descriptors to the hard one (systemd and
+    /// shells start services at 1,024 soft): without it, idle connections run
+    /// the broker out of descriptors before `max_connections` refuses them, and
+    /// then the database, exec and pipe subscribers cannot open theirs. Says so
+    /// if even the hard limit is short of `max_connections` plus a reserve.
+    static func raiseDescriptorLimit(maxConnections: Int, logger: Logger) {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            // Linux refuses RLIM_INFINITY (all ones) here; nr_open is 1,048,576 by default.
+            raised.rlim_cur = limit.rlim_max == rlim_t.max ? 1 << 20 : limit.rlim_max
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        let needed = rlim_t(maxConnections + reservedDescriptors)
+        if limit.rlim_cur != rlim_t.max && limit.rlim_cur < needed {
+            let message = "max_connections = \(maxConnections) needs about \(needed) open descriptors, and this process may "
+                + "open \(limit.rlim_cur): raise the limit (LimitNOFILE= in a systemd unit, ulimit -n) or lower max_connections, "
+                + "or idle connections can leave the broker none for its database and subscribers"
+            logger.warning("\(message)")
+        }
     }
 
     private func fail(_ message: String, code: Int32) -> Never {

@@ -59,19 +59,25 @@ final class BrokerProcess: Sendable {
         return "--- hookbusd log (\(logPath)) ---\n" + text
     }
 
-    /// Starts the broker and waits until it answers `ping`.
-    func start() async throws {
-        let process = try launch()
+    /// Starts the broker and waits until it answers `ping`. `wrapper`: a
+    /// command that execs the broker (prlimit), run with the broker after it.
+    func start(wrappedIn wrapper: [String] = []) async throws {
+        let process = try launch(wrappedIn: wrapper)
         try await waitUntilReady(process)
     }
 
     /// Starts the process without waiting for readiness.
     @discardableResult
-    func launch() throws -> Process {
+    func launch(wrappedIn wrapper: [String] = []) throws -> Process {
         if isRunning { throw HarnessError("hookbusd on \(socketPath) is already running") }
         let process = Process()
-        process.executableURL = try TestBinaries.hookbusd()
-        process.arguments = arguments
+        if let first = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: first)
+            process.arguments = Array(wrapper.dropFirst()) + [try TestBinaries.hookbusd().path] + arguments
+        } else {
+            process.executableURL = try TestBinaries.hookbusd()
+            process.arguments = arguments
+        }
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         }

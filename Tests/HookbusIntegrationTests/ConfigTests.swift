@@ -29,6 +29,24 @@ struct ConfigTests {
         }
     }
 
+    @Test("started with a low descriptor limit, hookbusd raises its soft limit to the hard one, and warns when that is short of max_connections")
+    func descriptorLimit() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let prlimit = URL(fileURLWithPath: "/usr/bin/prlimit")
+        try #require(FileManager.default.isExecutableFile(atPath: prlimit.path), "prlimit (util-linux) is missing")
+        for (limits, warns) in [("256:4096", false), ("256:512", true)] {
+            let broker = scratch.broker(socket: "l-\(warns).sock", database: "l-\(warns).db")
+            try await broker.start(wrappedIn: [prlimit.path, "--nofile=\(limits)", "--"])
+            let soft = try String(contentsOfFile: "/proc/\(broker.pid)/limits", encoding: .utf8)
+                .split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+                .split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first
+            #expect(soft.map(String.init) == limits.split(separator: ":").last.map(String.init), "\(String(describing: soft))")
+            #expect(broker.log.contains("max_connections = 1024 needs about") == warns, "\(broker.log)")
+            #expect(try await broker.stop() == 0)
+        }
+    }
+
     @Test("socket_mode from the config file", arguments: [0o600, 0o666])
     func configuredMode(mode: UInt32) async throws {
         let scratch = try ScratchDirectory()
