@@ -83,42 +83,4 @@ struct OperatorSocketSubscriberTests {
         #expect(replay.seq == wanted[0] && replay.replay && replay.eventID == "a", "\(replay)")
         withExtendedLifetime(second) {}
     }
-
-    @Test("a subscriber that does not read gets no late copies: a delivery line not written before its attempt timed out is dropped, not queued with every retry")
-    func noStaleLinesForAReaderThatStalls() async throws {
-        let scratch = try ScratchDirectory()
-        defer { scratch.cleanUp() }
-        // 1 MB events: two of them fill what the connection takes before the client reads.
-        let bed = try await DispatchBed.start(in: scratch, defaults: """
-            max_line_bytes = 2097152
-
-            [defaults]
-            timeout = "1s"
-            max_attempts = 3
-            backoff_initial = "100ms"
-            backoff_max = "100ms"
-            """, subscribers: "")
-        let session = try SocketSession(bed.broker.socketPath)
-        try #require(try await onThread { try session.subscribe(name: nil, types: ["big.*"], window: 4) }.ok)
-        let pad = String(repeating: "x", count: 1_000_000)
-        let seqs = try await bed.publish((0..<4).map { EventLine.make(type: "big.e", source: "big", id: "b\($0)", data: "\"\(pad)\"") })
-        // Every attempt of all four times out while the client reads nothing.
-        try await bed.waitUntil("all four dead-lettered after 3 attempts", timeout: .seconds(60)) { try bed.ledger().deadLetterCount() == 4 }
-        // Now read what the broker sends, acking each line, until it has sent nothing for a second.
-        let received = try await onThread { () -> [Int64: [Int]] in
-            var seen: [Int64: [Int]] = [:]
-            var value = timeval(tv_sec: 1, tv_usec: 0)
-            setsockopt(session.client.descriptor, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
-            while let delivery = try? session.nextDelivery() {
-                seen[delivery.seq, default: []].append(delivery.attempt)
-                try? session.ack(delivery)
-            }
-            return seen
-        }
-        // What was handed to the connection before the client stalled arrives (the first
-        // attempts of the first events, at most); nothing queued after it does: each of
-        // the later events was sent at most once. Before, every attempt's line came.
-        #expect(received.values.allSatisfy { $0.count <= 1 }, "\(received)")
-        #expect((received[seqs[3]] ?? []).count <= 1 && (received[seqs[2]] ?? []).count <= 1, "\(received)")
-    }
 }

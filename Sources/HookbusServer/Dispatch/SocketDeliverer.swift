@@ -8,27 +8,19 @@ import Synchronization
 /// When the connection goes away every delivery waiting for an answer fails
 /// ("subscriber disconnected"), which schedules its retry: a durable subscriber
 /// that comes back gets it again.
-///
-/// A line not written yet when its delivery is answered (timed out, most
-/// likely: the client does not read) is dropped, not written late: what waits
-/// here is at most the deliveries open, `window` of them, however long the
-/// client leaves them (each retry used to queue one more copy).
 final class SocketDeliverer: Deliverer {
     private struct State {
         var nextID = 1
         var book = AnswerBook()
         var closed = false
-        /// Delivery lines not handed to the connection yet, in the order their deliveries started.
-        var unsent = CircularBuffer<(id: Int, line: [UInt8])>()
     }
 
     let name: String
     let timeout: Duration
     private let outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>
     private let state = Mutex(State())
-    /// Tells `run` that `unsent` has lines (or that the connection ended).
-    private let wakes: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
+    private let lines: AsyncStream<[UInt8]>
+    private let queue: AsyncStream<[UInt8]>.Continuation
 
     private let deadlines: Deadlines
 
@@ -37,7 +29,7 @@ final class SocketDeliverer: Deliverer {
         self.name = name
         self.timeout = timeout
         self.outbound = outbound
-        (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (lines, queue) = AsyncStream<[UInt8]>.makeStream()
     }
 
     var usesGlobalLimit: Bool { false }
@@ -52,33 +44,20 @@ final class SocketDeliverer: Deliverer {
                 return id
             }
             state.book.opened(id)
-            state.unsent.append((id, Reply.delivery(id: id, delivery)))
-            wake.yield()
+            queue.yield(Reply.delivery(id: id, delivery))
             return id
         }
     }
 
-    /// Writes the delivery lines, in order, until the connection ends.
+    /// Writes the queued delivery lines, in order, until the connection ends.
     func run() async {
-        for await _ in wakes {
-            while let line = nextLine() {
-                do {
-                    try await outbound.write(.bytes(ByteBuffer(bytes: line)))
-                } catch {
-                    close()
-                    return
-                }
+        for await line in lines {
+            do {
+                try await outbound.write(.bytes(ByteBuffer(bytes: line)))
+            } catch {
+                close()
+                break
             }
-        }
-    }
-
-    /// The next line to write: of a delivery still waiting for its answer.
-    private func nextLine() -> [UInt8]? {
-        state.withLock { state in
-            while let next = state.unsent.popFirst() {
-                if state.book.open.contains(next.id) { return next.line }
-            }
-            return nil
         }
     }
 
@@ -108,21 +87,15 @@ final class SocketDeliverer: Deliverer {
     func close() {
         let waiting = state.withLock { state -> [CheckedContinuation<AttemptResult, Never>] in
             state.closed = true
-            state.unsent.removeAll()
             return state.book.answerAll(.interrupted("subscriber \(name) disconnected"))
         }
-        wake.finish()
+        queue.finish()
         for waiter in waiting { waiter.resume(returning: .interrupted("subscriber \(name) disconnected")) }
     }
 
     @discardableResult
     private func resolve(_ id: Int, _ result: AttemptResult) -> Bool {
-        let (waiter, known) = state.withLock { state in
-            let answered = state.book.answer(id, result)
-            // Not written yet: it never will be (the retry gets a line of its own).
-            if answered.1, state.unsent.contains(where: { $0.id == id }) { state.unsent.removeAll { $0.id == id } }
-            return answered
-        }
+        let (waiter, known) = state.withLock { $0.book.answer(id, result) }
         waiter?.resume(returning: result)
         return known
     }
