@@ -11,11 +11,6 @@ public struct Publisher {
         self.window = max(1, window)
     }
 
-    /// True for lines the broker ignores (and so does not answer).
-    public static func isBlank(_ line: some StringProtocol) -> Bool {
-        line.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
-    }
-
     /// Sends every non-blank line of `lines`, calling `onReply` with each line and
     /// its reply, in order. Throws if the broker goes away before answering all.
     public func publish(_ lines: some Sequence<String>, onReply: (String, String) throws -> Void) throws {
@@ -44,7 +39,8 @@ public struct Publisher {
                 next = 0
             }
         }
-        for line in lines where !Self.isBlank(bytes: line) {
+        // Lines the broker ignores, and so does not answer.
+        for line in lines where !LineFramer.isBlank(line) {
             do {
                 try client.write(line + [0x0A])
             } catch {
@@ -57,9 +53,5 @@ public struct Publisher {
             try collect(downTo: window - 1)
         }
         try collect(downTo: 0)
-    }
-
-    static func isBlank(bytes line: [UInt8]) -> Bool {
-        line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 }

@@ -159,6 +159,11 @@ enum Migrations {
 
     /// Names of the migrations this build knows, in order.
     static var names: [String] { migrator.migrations }
+
+    /// The migrations this build would apply to a database that has `applied`, in order.
+    static func pending(after applied: Set<String>) -> [String] {
+        names.filter { !applied.contains($0) }
+    }
 }
 
 extension Store {
@@ -170,6 +175,6 @@ extension Store {
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         defer { try? queue.close() }
         let applied = try queue.read { db in try Migrations.migrator.appliedIdentifiers(db) }
-        return Migrations.names.filter { !applied.contains($0) }
+        return Migrations.pending(after: applied)
     }
 }

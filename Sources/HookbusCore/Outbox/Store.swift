@@ -118,7 +118,7 @@ public final class Store: Sendable {
                     + "a newer version applied \(unknown.joined(separator: ", ")); "
                     + "run that version, or this one on a copy of the database from before the upgrade")
             }
-            pending = Migrations.names.filter { !applied.contains($0) }
+            pending = Migrations.pending(after: applied)
             try Migrations.migrator.migrate(pool)
         } catch {
             var failure = StoreError.from(error, path: path)

@@ -100,13 +100,15 @@ public struct LineFramer: Sendable {
     private func emit(_ raw: UnsafeRawBufferPointer, into frames: inout [Frame]) {
         var length = raw.count
         if length > 0 && raw[length - 1] == UInt8(ascii: "\r") { length -= 1 }
-        var blank = true
-        for index in 0..<length where raw[index] != 0x20 && raw[index] != 0x09 && raw[index] != 0x0D {
-            blank = false
-            break
-        }
-        if blank { return }
-        frames.append(.line(Array(UnsafeRawBufferPointer(rebasing: raw[0..<length]))))
+        let line = UnsafeRawBufferPointer(rebasing: raw[0..<length])
+        if Self.isBlank(line) { return }
+        frames.append(.line(Array(line)))
+    }
+
+    /// A blank line (only spaces, tabs or `\r`): it produces nothing and gets
+    /// no reply (clients that count replies skip it too).
+    public static func isBlank(_ line: some Sequence<UInt8>) -> Bool {
+        line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 
     private static func indexOfNewline(_ chunk: UnsafeRawBufferPointer, from start: Int) -> Int? {
