@@ -16,6 +16,8 @@ public final class SocketClient {
     private let fd: Int32
     private var buffer: [UInt8] = []
     private var start = 0
+    /// Bytes from `start` to here hold no newline (a long line is scanned once, not once a chunk).
+    private var scanned = 0
 
     /// Connects to the broker at `path`, or throws a message naming the socket.
     public init(path: String) throws(Failure) {
@@ -70,15 +72,18 @@ public final class SocketClient {
     /// Reads the next line without its `\n`; nil at end of stream.
     public func readLine() throws(Failure) -> String? {
         while true {
-            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+            if let newline = buffer[max(start, scanned)...].firstIndex(of: 0x0A) {
                 let line = String(decoding: buffer[start..<newline], as: UTF8.self)
                 start = newline + 1
+                scanned = start
                 if start > 65536 {
                     buffer.removeFirst(start)
                     start = 0
+                    scanned = 0
                 }
                 return line
             }
+            scanned = buffer.count
             var chunk = [UInt8](repeating: 0, count: 65536)
             let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count < 0 {
@@ -90,6 +95,7 @@ public final class SocketClient {
                     let line = String(decoding: buffer[start...], as: UTF8.self)
                     buffer.removeAll()
                     start = 0
+                    scanned = 0
                     return line
                 }
                 return nil

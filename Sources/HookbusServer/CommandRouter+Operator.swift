@@ -1,5 +1,6 @@
 import Foundation
 import HookbusCore
+import Logging
 import NIOCore
 
 /// Operator commands: subscribe, replay and the dead letters.
@@ -78,7 +79,8 @@ extension CommandRouter {
 
     /// Validates a `subscribe` and builds its runner (the connection runs it).
     func subscribe(
-        _ command: Command, producer: Producer, outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>
+        _ command: Command, producer: Producer, outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>,
+        logger: Logger, disconnect: @escaping @Sendable () -> Void
     ) -> Result<(SubscriberRunner, SocketDeliverer, Bool, Int64), WireError> {
         let arguments = Arguments(command: command)
         do throws(WireError) {
@@ -102,7 +104,10 @@ extension CommandRouter {
             do {
                 let made = try dispatcher.makeSocketRunner(
                     name: name, types: types, window: Int(window), fromSeq: fromSeq,
-                    deliverer: { SocketDeliverer(name: $0, timeout: timeout, deadlines: deadlines, outbound: outbound) })
+                    deliverer: {
+                        SocketDeliverer(name: $0, timeout: timeout, window: Int(window), deadlines: deadlines, logger: logger,
+                                        outbound: outbound, disconnect: disconnect)
+                    })
                 return .success((made.runner, made.deliverer, made.durable, made.runner.stats.snapshot.cursor))
             } catch {
                 throw error.wireError

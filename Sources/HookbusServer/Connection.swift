@@ -118,7 +118,8 @@ struct Connection: Sendable {
                                           "this connection already holds a subscription; open another connection"), into: &out)
                     continue
                 }
-                switch commands.subscribe(command, producer: producer, outbound: outbound) {
+                let disconnect: @Sendable () -> Void = { [channel = channel.channel] in channel.close(promise: nil) }
+                switch commands.subscribe(command, producer: producer, outbound: outbound, logger: logger, disconnect: disconnect) {
                 case .success(let (runner, deliverer, durable, cursor)):
                     let token = commands.dispatcher.listen(runner)
                     subscription = Subscription(runner: runner, deliverer: deliverer, durable: durable, token: token)

@@ -83,4 +83,61 @@ struct OperatorSocketSubscriberTests {
         #expect(replay.seq == wanted[0] && replay.replay && replay.eventID == "a", "\(replay)")
         withExtendedLifetime(second) {}
     }
+
+    @Test("a subscriber that stops reading is disconnected once two windows of lines wait behind its full socket; its deliveries are retried, and it gets them after reconnecting")
+    func disconnectedWhenItStopsReading() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        // 1 MB events: one fills what the connection takes before the client reads.
+        let bed = try await DispatchBed.start(in: scratch, defaults: """
+            max_line_bytes = 2097152
+
+            [defaults]
+            timeout = "1s"
+            max_attempts = 20
+            backoff_initial = "50ms"
+            backoff_max = "50ms"
+            """, subscribers: "")
+        let session = try SocketSession(bed.broker.socketPath)
+        try #require(try await onThread { try session.subscribe(name: "slow", types: ["big.*"], window: 2) }.ok)
+        let pad = String(repeating: "x", count: 1_000_000)
+        let seqs = try await bed.publish((0..<2).map { EventLine.make(type: "big.e", source: "big", id: "b\($0)", data: "\"\(pad)\"") })
+        // The client reads nothing. Each timed-out attempt queues its retry's line; past
+        // four lines waiting (window 2), the broker closes the connection and says why.
+        try await bed.waitUntil("the broker closes the subscriber that stopped reading", timeout: .seconds(60)) {
+            try bed.ledger().retries("slow").contains { $0.lastError?.contains("stopped reading") == true }
+        }
+        #expect(bed.broker.log.contains("closing a socket subscriber that stopped reading"), "\(bed.broker.log)")
+        // The connection is closed: reading drains what the broker had written, then meets its end.
+        let ended = try await onThread { () -> Bool in
+            var value = timeval(tv_sec: Int(BrokerProcess.deadline.components.seconds), tv_usec: 0)
+            setsockopt(session.client.descriptor, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let count = read(session.client.descriptor, &buffer, buffer.count)
+                if count == 0 { return true }
+                if count < 0 { return false }
+            }
+        }
+        #expect(ended, "the broker kept the connection of a subscriber that stopped reading open")
+        // Nothing is lost: reconnected, the subscriber gets both events again and acks them
+        // (after a restart with a timeout a loaded machine cannot miss with 1 MB lines).
+        _ = try scratch.write("hookbus.toml", "durability = \"normal\"\nmax_line_bytes = 2097152\n\n[defaults]\ntimeout = \"60s\"\n")
+        try await bed.broker.stop()
+        try await bed.broker.restart()
+        let (again, reply) = try await onThread { try SocketSession.resubscribe(bed.broker.socketPath, name: "slow", types: ["big.*"], window: 2) }
+        try #require(reply.ok, "\(reply)")
+        let redelivered = try await onThread { () -> [Int64: Int] in
+            var seen: [Int64: Int] = [:]
+            while seen.count < 2 {
+                let delivery = try again.nextDelivery()
+                seen[delivery.seq] = delivery.attempt
+                try again.ack(delivery)
+            }
+            return seen
+        }
+        #expect(Set(redelivered.keys) == Set(seqs) && redelivered.values.allSatisfy { $0 > 1 }, "\(redelivered)")
+        try await bed.waitUntil("both acknowledged") { try bed.ledger().settled("slow", through: seqs[1]) }
+        withExtendedLifetime(again) {}
+    }
 }

@@ -99,12 +99,15 @@ def main():
 
     header = ["scenario", "metric"] + TARGETS + ["hookbus/redis", "hookbus/beanstalkd", "hookbus/sqlite"]
     rows = []
+    marked = []
     values = {}
 
     def row(scenario, label, metric, pick, fmt, targets=TARGETS):
         cells = {t: cell(scenario, t, pick) for t in targets}
         values[(scenario, metric)] = cells
         mark = {t: " †" if cells.get(t) is not None and incomplete(scenario, t) else "" for t in targets}
+        if any(mark.values()):
+            marked.append(label)
         line = [label, metric] + [fmt(cells.get(t)) + mark.get(t, "") if t in targets else "" for t in TARGETS]
         line += [ratio(cells.get("hookbus"), cells.get(p)) if p in targets else "" for p in ["redis", "beanstalkd", "sqlite"]]
         rows.append(line)
@@ -151,9 +154,10 @@ def main():
         for line in [header] + rows:
             print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
     print()
-    print("† a run of this cell reported failures (events not all delivered or acknowledged in time;")
-    print("  the latencies then leave out the events that never arrived).")
-    print()
+    if marked:
+        print("† a run of this cell reported failures (events not all delivered or acknowledged in time;")
+        print("  the latencies then leave out the events that never arrived).")
+        print()
 
     def get(scenario, metric, target):
         return values.get((scenario, metric), {}).get(target)
