@@ -29,6 +29,8 @@ struct Ingest: Sendable {
     let access: AccessPolicy
     let committer: any EventCommitting
     let logger: Logger
+    /// Shared by all connections: refusals logged at `warning` are bounded.
+    var refusalLog = LogLimiter()
 
     /// Every line of a batch decoded, with the access rules applied.
     func decode(_ frames: [Frame]) -> [Request] {
@@ -98,7 +100,11 @@ struct Ingest: Sendable {
     /// The reply to a refused line, logged as it deserves.
     func refuse(_ error: WireError, into out: inout JSONWriter) {
         if error.code == .unauthorized {
-            logger.warning("refused", metadata: ["hookbus.error.reason": "\(error.reason)", "hookbus.error": "\(error.message)"])
+            if let suppressed = refusalLog.admit() {
+                var metadata: Logger.Metadata = ["hookbus.error.reason": "\(error.reason)", "hookbus.error": "\(error.message)"]
+                if suppressed > 0 { metadata["hookbus.suppressed"] = "\(suppressed)" }
+                logger.warning("refused", metadata: metadata)
+            }
         } else {
             logger.debug("line refused", metadata: ["hookbus.error.reason": "\(error.reason)"])
         }

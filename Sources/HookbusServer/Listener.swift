@@ -21,6 +21,9 @@ public final class Listener: Service {
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     private let connectionCount = Atomic<Int>(0)
     private let nextConnectionID = Atomic<Int>(1)
+    /// Refused lines, and connections past `max_connections`, are logged at a bounded rate.
+    private let refusalLog = LogLimiter()
+    private let connectionRefusalLog = LogLimiter()
     private let draining = Atomic<Bool>(false)
     private let onReady: @Sendable () -> Void
     /// How long connections get to finish once shutdown starts.
@@ -57,7 +60,7 @@ public final class Listener: Service {
                     do {
                         let connection = self.connectionLogger(producer: producer)
                         let ingest = Ingest(decoder: self.decoder, producer: producer, access: self.config.access,
-                                            committer: self.committer, logger: connection)
+                                            committer: self.committer, logger: connection, refusalLog: self.refusalLog)
                         try channel.pipeline.syncOperations.addHandlers(
                             LineFramingHandler(maxLineBytes: maxLineBytes),
                             IngestHandler(ingest: ingest, maxInflightBatches: inflight, forwardAll: !admitted))
@@ -137,7 +140,11 @@ public final class Listener: Service {
         let key = ObjectIdentifier(channel.channel)
         defer { connectionCount.subtract(1, ordering: .relaxed) }
         if !accepted.admitted {
-            logger.warning("connection refused: too many connections", metadata: ["hookbus.limit": "\(config.limits.maxConnections)"])
+            if let suppressed = connectionRefusalLog.admit() {
+                var metadata: Logger.Metadata = ["hookbus.limit": "\(config.limits.maxConnections)"]
+                if suppressed > 0 { metadata["hookbus.suppressed"] = "\(suppressed)" }
+                logger.warning("connection refused: too many connections", metadata: metadata)
+            }
             var out = JSONWriter()
             Reply.error(WireError(.unavailable, "too_many_connections",
                                   "the broker serves at most \(config.limits.maxConnections) connections (max_connections); try again later"),

@@ -105,6 +105,40 @@ struct SecurityAccessTests {
         #expect(try DispatchLedger(path: broker.databasePath).cursor("spy") == nil, "the refused subscriber left no trace")
     }
 
+    @Test("a flood of refused lines: every line is answered, the log gets a bounded number of warnings, and the next one says how many were left out")
+    func refusalLogIsBounded() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let broker = try await scratch.startBroker(config: try scratch.write("hookbus.toml", """
+            durability = "normal"
+
+            [[access.publish]]
+            uids = [0]
+            types = ["client.*"]
+            """))
+        let socket = broker.socketPath
+        let flood = (0..<2_000).map { Self.event("other.x", id: "f\($0)") } + [Self.event("client.added", id: "ok")]
+        let started = ContinuousClock.now
+        let answers = try await onThread { () -> [WireReply] in
+            var replies: [WireReply] = []
+            try Publisher(client: try SocketClient.connect(socket, timeout: BrokerProcess.deadline), window: 64)
+                .publish(flood) { _, line in replies.append(try WireReply(line)) }
+            return replies
+        }
+        let elapsed = ContinuousClock.now - started
+        #expect(answers.count == 2_001 && answers.dropLast().allSatisfy { $0.reason == "publish_denied" } && answers.last?.ok == true)
+        let warnings = broker.log.split(separator: "\n").filter { $0.contains("warning") && $0.contains("] refused") }
+        // A burst of 20, then 10 a second.
+        let bound = 20 + Int(elapsed.components.seconds + 1) * 10
+        #expect(!warnings.isEmpty && warnings.count <= bound, "\(warnings.count) refusal warnings for 2,000 refused lines in \(elapsed)")
+        // Later, one more refusal is logged, with the count of those left out.
+        try await Task.sleep(for: .milliseconds(300))
+        let late = try broker.connect().call(Self.event("other.y", id: "late"))
+        #expect(late.reason == "publish_denied", "\(late)")
+        let last = broker.log.split(separator: "\n").last { $0.contains("] refused") }
+        #expect(last?.contains("hookbus.suppressed=") == true && last?.contains("other.y") == true, "\(String(describing: last))")
+    }
+
     @Test("socket_mode = \"0600\": another user cannot connect at all (EACCES); root can")
     func ownerOnlySocket() async throws {
         let (one, _) = try SecurityUsers.both()
