@@ -170,9 +170,7 @@ extension CommandRouter {
             switch command.op {
             case "dlq.list":
                 let limit = try arguments.int("limit") ?? 1000
-                let (letters, total) = try storage {
-                    (try store.deadLetters(subscriber: subscriber, limit: Int(max(1, limit))), try store.deadLetterTotal(subscriber: subscriber))
-                }
+                let (letters, total) = try storage { try store.deadLetters(subscriber: subscriber, limit: Int(max(1, limit))) }
                 Reply.ok(op: command.op, into: &out) { out in
                     out.key("dead_letters")
                     out.beginArray()

@@ -24,24 +24,20 @@ extension Store {
         replay, event, errors
         """
 
-    /// Dead letters, oldest first, optionally of one subscriber.
-    public func deadLetters(subscriber: String? = nil, limit: Int = 1000) throws -> [DeadLetter] {
+    /// Dead letters, oldest first, optionally of one subscriber, at most
+    /// `limit`, and how many there are in all: read together, so the page and
+    /// the total agree.
+    public func deadLetters(subscriber: String? = nil, limit: Int = 1000) throws -> (letters: [DeadLetter], total: Int) {
         try pool.read { db in
             let filter = subscriber == nil ? "" : "WHERE subscriber = ?"
             var arguments: [any DatabaseValueConvertible] = []
             if let subscriber { arguments.append(subscriber) }
+            let total = try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letters \(filter)",
+                                         arguments: StatementArguments(arguments)) ?? 0
             arguments.append(limit)
-            return try Row.fetchAll(db, sql: "SELECT \(Self.deadLetterColumns) FROM dead_letters \(filter) ORDER BY id LIMIT ?",
-                                    arguments: StatementArguments(arguments)).map(DeadLetter.init(row:))
-        }
-    }
-
-    /// How many dead letters there are (of `subscriber`, if given).
-    public func deadLetterTotal(subscriber: String? = nil) throws -> Int {
-        try pool.read { db in
-            let filter = subscriber == nil ? "" : "WHERE subscriber = ?"
-            return try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letters \(filter)",
-                                    arguments: subscriber.map { [$0] } ?? []) ?? 0
+            let letters = try Row.fetchAll(db, sql: "SELECT \(Self.deadLetterColumns) FROM dead_letters \(filter) ORDER BY id LIMIT ?",
+                                           arguments: StatementArguments(arguments)).map(DeadLetter.init(row:))
+            return (letters, total)
         }
     }
 
