@@ -110,6 +110,31 @@ struct OperatorReplayTests {
         #expect((bed.recorded("alpha") + bed.recorded("beta")).allSatisfy { $0.attempt == 1 })
     }
 
+    @Test("with concurrency = 1, a replay whose deliveries fail once is delivered in seq order: each event retried and settled before the next starts")
+    func replayKeepsOrder() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        // Fails every first attempt (replays start again at attempt 1), succeeds on the second.
+        let bed = try await OperatorBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "ordered"
+            types = ["client.*"]
+            exec = ["/bin/sh", "-c", "echo \\"$HOOKBUS_SEQ $HOOKBUS_ATTEMPT\\" >> {dir}/ordered.log; [ \\"$HOOKBUS_ATTEMPT\\" -ge 2 ]"]
+            concurrency = 1
+            """)
+        let seqs = try await bed.publish((0..<4).map { EventLine.make(type: "client.added", source: "fleet", id: "c\($0)") })
+        let once = seqs.flatMap { ["\($0) 1", "\($0) 2"] }
+        try await bed.waitUntil("first deliveries settled") { try bed.ledger().settled("ordered", through: seqs[3]) }
+        #expect(bed.lines("ordered.log") == once, "\(bed.lines("ordered.log"))")
+
+        let replay = try await bed.cli("replay", "--from-seq", "\(seqs[0])", "--to-seq", "\(seqs[3])")
+        #expect(replay.status == 0, "\(replay)")
+        try await bed.waitUntil("the replay settled") {
+            try bed.lines("ordered.log").count == 16 && bed.ledger().retries("ordered").isEmpty
+        }
+        #expect(Array(bed.lines("ordered.log").dropFirst(8)) == once, "\(bed.lines("ordered.log"))")
+    }
+
     @Test("replay refuses an unknown subscriber and an empty selection with exit status 1 and says why")
     func refusals() async throws {
         let scratch = try ScratchDirectory()

@@ -236,10 +236,18 @@ final class SubscriberRunner: Sendable {
         mutating func fill(_ group: inout DiscardingTaskGroup) {
             let config = runner.subscriber
             let now = Timestamp.nowMicros()
-            // Due retries first: they are older than anything new.
+            // Due retries first: they are older than anything new. A retry waiting
+            // for its time takes a place as if it were in flight, so the places go
+            // to the lowest seqs: with `concurrency = 1`, a replayed or retried
+            // batch is delivered in seq order, each event settled before the next.
             if waiting.isEmpty && retriesTruncated { loadRetries() }
-            for (seq, row) in waiting.sorted(by: { $0.key < $1.key }) where row.nextAttemptAt <= now {
-                guard inFlight < config.concurrency else { break }
+            var places = config.concurrency - inFlight
+            for (seq, row) in waiting.sorted(by: { $0.key < $1.key }) {
+                guard places > 0 else { break }
+                guard row.nextAttemptAt <= now else {
+                    places -= 1
+                    continue
+                }
                 let stored: StoredEvent?
                 do {
                     stored = try runner.store.event(seq: seq)
@@ -254,6 +262,7 @@ final class SubscriberRunner: Sendable {
                     ops.append(.clearRetry(subscriber: config.name, seq: seq))
                     continue
                 }
+                places -= 1
                 retryInFlight.insert(seq)
                 runner.launch(Delivery(subscriber: config.name, event: event, attempt: row.attempt + 1, replay: row.replay),
                               wasRetry: true, in: &group)
@@ -277,7 +286,8 @@ final class SubscriberRunner: Sendable {
             // below events of other types: read ahead to the next one it takes.
             if occupancy >= config.concurrency && bufferIndex >= buffer.count { _ = refill() }
             // Wake up for the earliest retry still waiting for its time.
-            if let earliest = waiting.values.lazy.map(\.nextAttemptAt).min(), earliest > now,
+            // (Due ones may wait too, for a place held by an earlier seq not yet due.)
+            if let earliest = waiting.values.lazy.map(\.nextAttemptAt).filter({ $0 > now }).min(),
                earliest < nextTick || nextTick <= now {
                 nextTick = earliest
                 runner.scheduleTick(at: earliest, in: &group)
