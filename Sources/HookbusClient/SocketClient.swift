@@ -49,6 +49,24 @@ public final class SocketClient {
 
     deinit { close(fd) }
 
+    /// The last `setTimeout`, in seconds; 0 while reads and writes wait forever.
+    public private(set) var timeoutSeconds = 0
+
+    /// Makes a read or a write that waits longer than `seconds` throw (0: wait
+    /// forever, the default): a broker that accepts but never answers must
+    /// not hang an operator's command.
+    public func setTimeout(seconds: Int) {
+        var value = timeval(tv_sec: max(0, seconds), tv_usec: 0)
+        for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
+            _ = setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
+        }
+        timeoutSeconds = max(0, seconds)
+    }
+
+    private var timedOutText: String {
+        timeoutSeconds > 0 ? "within \(timeoutSeconds) s" : "within the socket's timeout"
+    }
+
     /// Writes `bytes` completely.
     public func write(_ bytes: [UInt8]) throws(Failure) {
         var offset = 0
@@ -58,6 +76,9 @@ public final class SocketClient {
             }
             if written < 0 {
                 if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    throw Failure(description: "hookbusd at \(path) did not take the request \(timedOutText)")
+                }
                 throw Failure(description: "writing to \(path) failed: \(Self.errorText())")
             }
             offset += written
@@ -88,6 +109,9 @@ public final class SocketClient {
             let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count < 0 {
                 if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    throw Failure(description: "no answer from hookbusd at \(path) \(timedOutText)")
+                }
                 throw Failure(description: "reading from \(path) failed: \(Self.errorText())")
             }
             if count == 0 {

@@ -126,7 +126,7 @@ extension CommandRouter {
             selection.since = try arguments.time("since")
             selection.until = try arguments.time("until")
             selection.types = try arguments.filters("types") ?? []
-            selection.subscribers = try arguments.list("subscribers", "an array of subscriber names") ?? []
+            selection.subscribers = Self.unique(try arguments.list("subscribers", "an array of subscriber names") ?? [])
             let dryRun = try arguments.bool("dry_run") ?? false
             let plan: ReplayPlan
             do {
@@ -188,7 +188,8 @@ extension CommandRouter {
                     Self.write(letter, full: true, into: &out)
                 }
             default:  // dlq.retry, dlq.purge
-                let ids = try arguments.integers("ids")
+                // An id given twice is one dead letter (counted once, retried once).
+                let ids = try arguments.integers("ids").map(Self.unique)
                 let all = try arguments.bool("all") ?? false
                 guard (ids != nil) != all else {
                     throw WireError(.badRequest, "bad_request", attribute: "ids", "give either 'ids' or \"all\":true")
@@ -220,6 +221,12 @@ extension CommandRouter {
         } catch {
             Reply.error(error, into: &out)
         }
+    }
+
+    /// `values` without repeats, in their first order.
+    static func unique<T: Hashable>(_ values: [T]) -> [T] {
+        var seen = Set<T>()
+        return values.filter { seen.insert($0).inserted }
     }
 
     private func storage<T>(_ body: () throws -> T) throws(WireError) -> T {

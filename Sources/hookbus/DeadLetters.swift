@@ -10,6 +10,7 @@ struct DeadLetters: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters, oldest first.")
         @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var answer: AnswerTimeout
         @Option(help: "Only this subscriber's.") var subscriber: String?
         @Option(help: "At most this many, oldest first.") var limit: Int = 1000
         @Flag(help: "Print JSON.") var json = false
@@ -22,11 +23,13 @@ struct DeadLetters: ParsableCommand {
             runReporting {
                 var body: [String: Any] = ["op": "dlq.list", "limit": limit]
                 if let subscriber { body["subscriber"] = subscriber }
-                let reply = try request(connection, body)
+                let reply = try request(connection, timeout: answer.timeout, body)
                 let letters = reply["dead_letters"] as? [[String: Any]] ?? []
                 let total = (reply["total"] as? NSNumber)?.intValue ?? letters.count
+                let shortNote = "(the oldest \(letters.count) of \(total) dead letters: --limit \(total) lists them all)"
                 if json {
                     try printJSON(letters)
+                    if total > letters.count { writeError(shortNote) }
                     return 0
                 }
                 if letters.isEmpty {
@@ -34,12 +37,10 @@ struct DeadLetters: ParsableCommand {
                     return 0
                 }
                 printTable(["ID", "SUBSCRIBER", "SEQ", "TYPE", "ATTEMPTS", "REASON", "LAST FAILED", "LAST ERROR"], letters.map {
-                    [text($0["id"]), text($0["subscriber"]), text($0["seq"]), text($0["event_type"]), text($0["attempts"]),
-                     text($0["reason"]), text($0["last_failed_at"]), String(text($0["last_error"]).prefix(60))]
+                    [text($0["id"]), cell($0["subscriber"]), text($0["seq"]), cell($0["event_type"]), text($0["attempts"]),
+                     text($0["reason"]), text($0["last_failed_at"]), cell($0["last_error"])]
                 })
-                if total > letters.count {
-                    writeOut("(the oldest \(letters.count) of \(total) dead letters: --limit \(total) lists them all)")
-                }
+                if total > letters.count { writeOut(shortNote) }
                 return 0
             }
         }
@@ -48,30 +49,42 @@ struct DeadLetters: ParsableCommand {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one dead letter: the event and every attempt's error.")
         @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var answer: AnswerTimeout
         @Argument(help: "The dead letter's id (from `dlq list`).") var id: Int64
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
             runReporting {
-                let letter = try request(connection, ["op": "dlq.show", "id": id])["dead_letter"] as? [String: Any] ?? [:]
+                // The event is shown as it was stored (its bytes: numbers such as 1e400
+                // or 1.10 and its escapes as the producer sent them), so the reply is
+                // taken apart without decoding the event.
+                let line = try requestLine(connection, timeout: answer.timeout, ["op": "dlq.show", "id": id])
+                guard let raw = rawMember("dead_letter", of: Array(line.utf8)).map(Array.init) else {
+                    _ = try decodeReply(line)  // a refusal, or not a reply at all
+                    throw CLIError(message: "the broker's dlq.show reply has no dead_letter: \(line.prefix(200))", code: 1)
+                }
                 if json {
-                    try printJSON(letter)
+                    writeOut(String(decoding: raw, as: UTF8.self))
                     return 0
                 }
+                let event = rawMember("event", of: raw)
+                var rest = raw
+                if let event { rest.replaceSubrange(event.indices, with: Array("null".utf8)) }
+                let letter = (try? JSONSerialization.jsonObject(with: Data(rest))) as? [String: Any] ?? [:]
                 for key in ["id", "subscriber", "seq", "event_id", "event_type", "attempts", "reason", "first_failed_at",
-                            "last_failed_at", "last_error"] {
-                    writeOut("\(key): \(text(letter[key]))")
+                            "last_failed_at"] {
+                    writeOut("\(key): \(printable(text(letter[key])))")
                 }
                 writeOut("replay: \((letter["replay"] as? Bool) == true)")
                 writeOut("errors:")
                 for entry in letter["errors"] as? [[String: Any]] ?? [] {
-                    writeOut("  attempt \(text(entry["attempt"])) at \(text(entry["at"])): \(text(entry["error"]))")
+                    // Each line of an error (an exec's stderr) on a line of its own, indented.
+                    let lines = text(entry["error"]).split(separator: "\n", omittingEmptySubsequences: false).map { printable(String($0)) }
+                    writeOut("  attempt \(text(entry["attempt"])) at \(text(entry["at"])): \(lines.first ?? "")")
+                    for more in lines.dropFirst() { writeOut("      \(more)") }
                 }
                 writeOut("event:")
-                if let event = letter["event"] {
-                    let data = try JSONSerialization.data(withJSONObject: event, options: [.prettyPrinted, .sortedKeys])
-                    writeOut(String(decoding: data, as: UTF8.self))
-                }
+                if let event { writeOut(printable(String(decoding: event, as: UTF8.self))) }
                 return 0
             }
         }
@@ -98,6 +111,7 @@ struct DeadLetters: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Deliver dead letters again (marked as replays); they leave the dead letters.")
         @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var answer: AnswerTimeout
         @OptionGroup var selection: Selection
         @Flag(help: "Print JSON.") var json = false
 
@@ -122,6 +136,7 @@ struct DeadLetters: ParsableCommand {
     struct Purge: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete dead letters for good.")
         @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var answer: AnswerTimeout
         @OptionGroup var selection: Selection
         @Flag(help: "Print JSON.") var json = false
 

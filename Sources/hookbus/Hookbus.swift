@@ -34,6 +34,16 @@ struct ConnectionOptions: ParsableArguments {
     }
 }
 
+/// How long a command waits for the broker's answer.
+struct AnswerTimeout: ParsableArguments {
+    @Option(help: "Give up (exit 69) when the broker has not answered within this many seconds; 0 waits forever.")
+    var timeout: Int = 60
+
+    func validate() throws {
+        guard timeout >= 0 else { throw ValidationError("--timeout must be 0 (wait forever) or more seconds") }
+    }
+}
+
 /// An error the CLI reports as `hookbus: <message>` with its own exit status.
 struct CLIError: Error, CustomStringConvertible {
     var message: String

@@ -5,19 +5,15 @@ struct Ping: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check that the broker answers.")
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var answer: AnswerTimeout
 
     func run() throws {
         runReporting {
-            let client = try connection.connect()
-            let line: String
-            do {
-                line = try client.request(#"{"op":"ping"}"#)
-            } catch {
-                throw CLIError(message: "\(error)", code: 69)
-            }
-            // A refusal (too_many_connections, say) is not a healthy broker: exit 1.
-            writeOut(line)
+            let line = try requestLine(connection, timeout: answer.timeout, ["op": "ping"])
+            // A refusal (too_many_connections, say) is not a healthy broker: exit 1,
+            // and what came is in the message, not on stdout.
             _ = try decodeReply(line)
+            writeOut(line)
             return 0
         }
     }

@@ -14,6 +14,7 @@ struct Replay: ParsableCommand {
             """)
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var answer: AnswerTimeout
     @Option(name: .customLong("from-seq"), help: "First seq.") var fromSeq: Int64?
     @Option(name: .customLong("to-seq"), help: "Last seq.") var toSeq: Int64?
     @Option(help: "Received at or after this RFC 3339 time.") var since: String?
@@ -75,7 +76,7 @@ struct Replay: ParsableCommand {
         if let until { body["until"] = until }
         if !types.isEmpty { body["types"] = types }
         if !subscribers.isEmpty { body["subscribers"] = subscribers }
-        return try request(connection, body)
+        return try request(connection, timeout: answer.timeout, body)
     }
 
     private func offline() throws -> [String: Any] {

@@ -80,7 +80,7 @@ struct OperatorDeadLetterTests {
 
         // Unknown ids: exit 1 and a message naming the id; nothing changes.
         let unknownShow = try await bed.cli("dlq", "show", "9999")
-        #expect(unknownShow.status == 1 && unknownShow.stderr == "hookbus: bad_request: no dead letter with id 9999\n", "\(unknownShow)")
+        #expect(unknownShow.status == 1 && unknownShow.stderr == "hookbus: bad_request (unknown_dead_letter): no dead letter with id 9999\n", "\(unknownShow)")
         let unknownRetry = try await bed.cli("dlq", "retry", "\(fixedID)", "9999")
         #expect(unknownRetry.status == 1 && unknownRetry.stderr.contains("no dead letter with id 9999; nothing was changed"), "\(unknownRetry)")
         #expect(try bed.ledger().deadLetters("gate").count == 2, "a refused retry changes nothing")
@@ -100,7 +100,7 @@ struct OperatorDeadLetterTests {
         let empty = try await bed.cli("dlq", "list")
         #expect(empty.status == 0 && empty.stdout == "no dead letters\n", "\(empty)")
         let nothing = try await bed.cli("dlq", "purge", "--all")
-        #expect(nothing.status == 1 && nothing.stderr == "hookbus: bad_request: there are no dead letters\n", "\(nothing)")
+        #expect(nothing.status == 1 && nothing.stderr == "hookbus: bad_request (empty_selection): there are no dead letters\n", "\(nothing)")
         #expect(try bed.ledger().retries("gate").isEmpty)
 
         // The script ran: twice per event while broken, once more for the retried one.
@@ -155,5 +155,76 @@ struct OperatorDeadLetterTests {
         let again = try await onThread { try durable.nextDelivery() }
         #expect(again.seq == seq && again.replay && again.subscriber == "idx", "\(again)")
         _ = kept
+    }
+
+    @Test("what an operator reads: dlq show prints the event as stored (1e400, 1.10 and escapes kept), tables show an error's start and end without control characters, a short --json list says so on stderr, an id given twice counts once")
+    func operatorOutput() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        // A Python-like traceback with a terminal escape sequence on stderr.
+        let bed = try await OperatorBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "tb"
+            types = ["job.*"]
+            exec = ["/bin/sh", "-c", "printf 'Traceback (most recent call last):\\n  File x.py, line 3\\n\\\\033[31mValueError: bad\\n' >&2; exit 3"]
+            max_attempts = 1
+            """)
+        let line = #"{"type":"job.run","source":"jobs","id":"big","data":{"g":1e400,"p":1.10,"s":"a\/b"}}"#
+        let seqs = try await bed.publish([line, EventLine.make(type: "job.run", source: "jobs", id: "other")])
+        try await bed.waitUntil("two dead letters") { try bed.ledger().deadLetterCount() == 2 }
+        let ids = (try await bed.cliJSON("dlq", "list") as? [[String: Any]] ?? []).compactMap { JSONText.int($0["id"]) }
+        try #require(ids.count == 2)
+
+        let shown = try await bed.cli("dlq", "show", "\(ids[0])")
+        #expect(shown.status == 0 && shown.stdout.contains("seq: \(seqs[0])"), "\(shown)")
+        #expect(shown.stdout.contains(#""data":{"g":1e400,"p":1.10,"s":"a\/b"}"#), "the event as stored: \(shown)")
+        #expect(!shown.stdout.contains("\u{1B}") && shown.stdout.contains("\\x1B[31mValueError: bad"), "escapes shown, not sent: \(shown)")
+        #expect(shown.stdoutLines.contains("      \\x1B[31mValueError: bad"), "each stderr line on a line of its own: \(shown)")
+        let raw = try await bed.cli("dlq", "show", "\(ids[0])", "--json")
+        #expect(raw.status == 0 && raw.stdout.contains(#""id":"big","data":{"g":1e400,"p":1.10,"s":"a\/b"}}}"#), "\(raw)")
+
+        // Tables: one line a row, the error's start and its last line.
+        let table = try await bed.cli("dlq", "list")
+        #expect(table.status == 0 && table.stdoutLines.count == 3, "\(table)")
+        #expect(table.stdoutLines[1].contains("exit 3; stderr: Tra") && table.stdoutLines[1].contains("…")
+                && table.stdoutLines[1].hasSuffix("\\n\\x1B[31mValueError: bad"), "\(table)")
+        let stats = try await bed.cli("stats")
+        let row = try #require(stats.stdoutLines.first { $0.hasPrefix("tb ") }, "\(stats)")
+        #expect(row.contains("s ago: exit 3; stderr: Tra") && row.hasSuffix("\\n\\x1B[31mValueError: bad"), "\(stats)")
+
+        // A short JSON list: the array as ever, and a note on stderr.
+        let short = try await bed.cli("dlq", "list", "--limit", "1", "--json")
+        #expect(short.status == 0 && (try? JSONText.array(short.stdout))?.count == 1
+                && short.stderr == "(the oldest 1 of 2 dead letters: --limit 2 lists them all)\n", "\(short)")
+
+        // The same id twice is one dead letter.
+        let purged = try await bed.cli("dlq", "purge", "\(ids[1])", "\(ids[1])")
+        #expect(purged.status == 0 && purged.stdout == "purged 1 dead letter(s)\n", "\(purged)")
+    }
+
+    @Test("a broker that accepts the connection and never answers: the command gives up after --timeout with exit 69")
+    func answerTimeout() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        // A listening socket nobody accepts on: connect succeeds (the backlog), no answer comes.
+        let path = scratch.path("mute.sock")
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0 && listen(fd, 8) == 0)
+        for command in [["ping"], ["stats"], ["dlq", "list"]] {
+            let result = try await ToolRun.run(try TestBinaries.hookbus(), command + ["--socket", path, "--timeout", "1"], scratch: scratch)
+            #expect(result.status == 69 && result.stdout.isEmpty
+                    && result.stderr == "hookbus: no answer from hookbusd at \(path) within 1 s\n", "\(command): \(result)")
+        }
     }
 }

@@ -48,10 +48,10 @@ struct ReliabilityLimitTests {
             #expect(try client.readLineUntilClosed() == nil, "connection \(Self.maxConnections + 1 + extra) was left open")
         }
 
-        // `hookbus ping` at a full broker prints the refusal and exits 1: a
+        // `hookbus ping` at a full broker says why on stderr and exits 1: a
         // health check must not read it as a healthy broker.
         let ping = try await broker.hookbus(["ping"])
-        #expect(!ping.signaled && ping.status == 1 && ping.stdout.contains("too_many_connections"), "\(ping)")
+        #expect(!ping.signaled && ping.status == 1 && ping.stdout.isEmpty && ping.stderr.contains("unavailable (too_many_connections)"), "\(ping)")
 
         // The five served connections were not disturbed.
         for (index, client) in held.enumerated() {
