@@ -64,7 +64,7 @@ extension CommandRouter {
                 switch TypeFilter.parse(text) {
                 case .success(let filter): filters.append(filter)
                 case .failure(let problem):
-                    throw WireError(.badRequest, "bad_type_filter", attribute: name, "type filter \"\(text)\": \(problem.reason)")
+                    throw WireError(.badRequest, "bad_type_filter", attribute: name, "type filter \"\(EventValidator.clipped(text))\": \(problem.reason)")
                 }
             }
             return filters

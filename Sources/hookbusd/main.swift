@@ -51,7 +51,9 @@ struct Hookbusd: AsyncParsableCommand {
         if let logLevel { settings.logLevel = logLevel }
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            // Control characters in what subscribers and producers wrote are escaped:
+            // one log line is always one line of the broker's (LogStream).
+            var handler = StreamLogHandler(label: label, stream: LogStream(descriptor: 2))
             handler.logLevel = level
             return handler
         }

@@ -97,6 +97,23 @@ struct BadInputTests {
         #expect(stored.map(\.seq) == seqs)
     }
 
+    @Test("commands quote what they refuse cut to 40 characters: a type filter, a subscriber name")
+    func refusedValuesAreClipped() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let broker = try await scratch.startBroker()
+        let long = String(repeating: "Q", count: 100)
+        for line in [
+            #"{"op":"subscribe","types":["\#(long)*"]}"#,
+            #"{"op":"replay","from_seq":1,"subscribers":["\#(long)"]}"#,
+            #"{"op":"dlq.retry","all":true,"subscriber":"\#(long)"}"#,
+        ] {
+            let reply = try broker.connect().call(line)
+            #expect(!reply.ok && reply.message?.contains(String(repeating: "Q", count: 40) + "…") == true
+                    && reply.message?.contains(String(repeating: "Q", count: 41)) == false, "\(reply)")
+        }
+    }
+
     @Test("with the default limit, a line over 1 MiB is refused with too_large and the next line is stored")
     func defaultLineLimit() async throws {
         let scratch = try ScratchDirectory()

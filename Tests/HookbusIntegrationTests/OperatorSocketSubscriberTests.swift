@@ -140,4 +140,22 @@ struct OperatorSocketSubscriberTests {
         try await bed.waitUntil("both acknowledged") { try bed.ledger().settled("slow", through: seqs[1]) }
         withExtendedLifetime(again) {}
     }
+
+    @Test("a nack's error with newlines and escape sequences cannot forge lines in the broker's log: they are escaped")
+    func nackErrorCannotForgeLogLines() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await DispatchBed.start(in: scratch, subscribers: "")
+        let session = try SocketSession(bed.broker.socketPath)
+        try #require(try await onThread { try session.subscribe(name: "forger", types: ["x.*"], window: 1) }.ok)
+        _ = try await bed.publish(EventLine.make(type: "x.y", source: "s", id: "1"))
+        let delivery = try await onThread { try session.nextDelivery() }
+        let forged = "2026-11-24T00:00:00+0000 critical hookbusd: FORGED"
+        try session.client.send(line: #"{"op":"nack","delivery":\#(delivery.delivery),"retry":false,"error":"oops\n\#(forged)\u001b[2J"}"#)
+        try await bed.waitUntil("the dead letter logged") { bed.broker.log.contains("FORGED") }
+        let lines = bed.broker.log.split(separator: "\n")
+        #expect(!lines.contains { $0.hasPrefix("2026-11-24T00:00:00") }, "\(bed.broker.log)")
+        #expect(lines.contains { $0.contains(#"oops\n\#(forged)\x1B[2J"#) }, "\(bed.broker.log)")
+        #expect(!bed.broker.log.contains("\u{1B}"))
+    }
 }

@@ -114,7 +114,7 @@ extension Store {
                 }
                 let letter = DeadLetter(row: row)
                 if let subscriber, letter.subscriber != subscriber {
-                    throw OperatorError("unknown_dead_letter", "dead letter \(id) belongs to \(letter.subscriber), not \(subscriber); nothing was changed")
+                    throw OperatorError("unknown_dead_letter", "dead letter \(id) belongs to \(letter.subscriber), not \(EventValidator.clipped(subscriber)); nothing was changed")
                 }
                 chosen.append(letter)
             }
@@ -123,7 +123,7 @@ extension Store {
             chosen = try Row.fetchAll(db, sql: "SELECT \(deadLetterColumns) FROM dead_letters \(filter) ORDER BY id",
                                       arguments: subscriber.map { [$0] } ?? []).map(DeadLetter.init(row:))
             guard !chosen.isEmpty else {
-                throw OperatorError("empty_selection", subscriber.map { "no dead letters for subscriber \($0)" } ?? "there are no dead letters")
+                throw OperatorError("empty_selection", subscriber.map { "no dead letters for subscriber \(EventValidator.clipped($0))" } ?? "there are no dead letters")
             }
         }
         return chosen

@@ -51,7 +51,7 @@ extension Store {
             targets = []
             for name in selection.subscribers {
                 guard let subscriber = known.first(where: { $0.name == name }) else {
-                    throw OperatorError("unknown_subscriber", "no subscriber named \"\(name)\"; known: "
+                    throw OperatorError("unknown_subscriber", "no subscriber named \"\(EventValidator.clipped(name))\"; known: "
                         + (known.map(\.name).sorted().joined(separator: ", ").nonEmpty ?? "none"))
                 }
                 targets.append(subscriber)
