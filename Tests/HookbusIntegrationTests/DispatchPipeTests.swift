@@ -166,4 +166,66 @@ struct DispatchPipeTests {
         #expect(log.contains("(a line longer than 16384 bytes, not logged)"), "\(log)")
         #expect(log.contains("after the long line"), "\(log)")
     }
+
+    /// A pipe command that dies at once on its first three runs, then answers
+    /// each delivery after 0.3 s.
+    static let slowStarter = """
+        #!/bin/sh
+        runs=$(cat "$RUNS" 2>/dev/null || echo 0)
+        runs=$((runs + 1))
+        echo "$runs" > "$RUNS"
+        [ "$runs" -le 3 ] && exit 3
+        while IFS= read -r line; do
+            id=$(printf '%s' "$line" | sed 's/^{"delivery":\\([0-9]*\\).*/\\1/')
+            sleep 0.3
+            printf '{"delivery":%s,"ok":true}\\n' "$id"
+        done
+        """
+
+    @Test("a pipe delivery's timeout runs from its write to a process: one that waited through restart delays longer than the timeout is delivered by the next process, which is not killed for it")
+    func timeoutCountsFromTheWrite() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let script = try scratch.write("slow.sh", Self.slowStarter)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script)
+        // Restart delays 0.5, 1 and 2 s: the delivery waits 3.5 s for a process that
+        // lives, more than three times its 1 s timeout.
+        let bed = try await DispatchBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "slow"
+            types = ["x.*"]
+            pipe = ["{dir}/slow.sh"]
+            timeout = "1s"
+            max_attempts = 10
+            backoff_initial = "50ms"
+            backoff_max = "50ms"
+            env = { RUNS = "{dir}/runs" }
+            """)
+        let seq = try await bed.publish(EventLine.make(type: "x.y", source: "s", id: "1"))
+        try await bed.waitUntil("delivered", timeout: .seconds(60)) { try bed.ledger().settled("slow", through: seq) }
+        let stats = try #require(try bed.stats()["slow"])
+        #expect(stats.delivered == 1 && stats.dead == 0, "\(stats)")
+        #expect(!bed.broker.log.contains("did not answer delivery"), "a delivery was timed out while no process ran:\n\(bed.broker.log)")
+        #expect(bed.lines("runs") == ["4"], "the fourth process answered, and was not killed: \(bed.lines("runs"))")
+    }
+
+    @Test("a pipe command that cannot start: its deliveries fail with why, and end as dead letters that say it")
+    func commandThatCannotStart() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await DispatchBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "missing"
+            types = ["x.*"]
+            pipe = ["/nonexistent/hookbus-pipe"]
+            timeout = "20s"
+            max_attempts = 2
+            """)
+        _ = try await bed.publish(EventLine.make(type: "x.y", source: "s", id: "1"))
+        try await bed.waitUntil("a dead letter", timeout: .seconds(60)) { try bed.ledger().deadLetters("missing").count == 1 }
+        let letter = try #require(try bed.ledger().deadLetters("missing").first)
+        #expect(letter.lastError.contains("pipe process missing could not start") && letter.lastError.contains("/nonexistent/hookbus-pipe"),
+                "\(letter.lastError)")
+        #expect(try bed.stats()["missing"]?.lastError?.contains("could not start") == true)
+    }
 }

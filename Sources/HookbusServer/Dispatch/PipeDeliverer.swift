@@ -28,6 +28,9 @@ final class PipeDeliverer: Deliverer {
         var sent = Set<Int>()
         /// The running process's group, and why it was killed (if it was).
         var running: (pid: Int32, killed: KillNote)?
+        /// The deadline of each delivery written to a process (`Deadlines` ids):
+        /// the timeout counts from the write, not from the queue.
+        var watches: [Int: Int] = [:]
     }
 
     let name: String
@@ -66,8 +69,7 @@ final class PipeDeliverer: Deliverer {
             state.book.opened(id)
             let line = Reply.delivery(id: id, delivery)
             if let writer = state.writer {
-                state.sent.insert(id)
-                writer.yield(line)
+                send(id, line, to: writer, in: &state)
             } else {
                 state.queued.append((id, line))
             }
@@ -75,23 +77,37 @@ final class PipeDeliverer: Deliverer {
         }
     }
 
+    /// Writes delivery `id` to the running process and starts its timeout.
+    private func send(_ id: Int, _ line: [UInt8], to writer: AsyncStream<[UInt8]>.Continuation, in state: inout State) {
+        state.sent.insert(id)
+        writer.yield(line)
+        state.watches[id] = deadlines.watch(timeout) { [weak self] in self?.timedOut(id) }
+    }
+
+    /// Waits for the answer. The timeout runs from the moment the line is
+    /// written to a process (`send`): a delivery that waits for a process to
+    /// start (after a crash, during the restart delay) is not charged for the
+    /// wait, and a healthy new process is not killed for a delivery that
+    /// waited before it existed.
     func deliver(_ delivery: Delivery, ticket id: Int) async -> AttemptResult {
-        await awaitAnswer(
-            deadlines: deadlines, timeout: timeout,
-            timedOut: { [name, timeout] in
-                let late = "did not answer delivery \(id) within \(timeout.spelled)"
-                let failure = "pipe \(name) \(late)"
-                // Hung: the process is killed (and restarted), so the next deliveries do not wait for it too.
-                let target = self.process(ifWaitingFor: id, because: "\(late) and was killed")
-                // Answered before the kill: the process's end fails what it still
-                // holds ("... before answering"), and the first answer wins.
-                self.resolve(id, .failed(failure))
-                if let target { Glibc.kill(-target, SIGKILL) }
-                return failure
-            },
-            cancelled: "delivery cancelled: the broker is stopping",
-            register: { continuation in self.state.withLock { $0.book.wait(id, continuation) } },
-            resolve: { self.resolve(id, $0) })
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if let ready = state.withLock({ $0.book.wait(id, continuation) }) { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            resolve(id, .failed("delivery cancelled: the broker is stopping"))
+        }
+    }
+
+    /// Delivery `id` was not answered within `timeout` of its write.
+    private func timedOut(_ id: Int) {
+        let late = "did not answer delivery \(id) within \(timeout.spelled)"
+        // Hung: the process is killed (and restarted), so the next deliveries do not wait for it too.
+        let target = process(ifWaitingFor: id, because: "\(late) and was killed")
+        // Answered before the kill: the process's end fails what it still
+        // holds ("... before answering"), and the first answer wins.
+        resolve(id, .failed("pipe \(name) \(late)"))
+        if let target { Glibc.kill(-target, SIGKILL) }
     }
 
     /// The running process's group, noted as killed for `reason`, if
@@ -107,11 +123,12 @@ final class PipeDeliverer: Deliverer {
     }
 
     private func resolve(_ id: Int, _ result: AttemptResult) {
-        let waiter = state.withLock { state -> CheckedContinuation<AttemptResult, Never>? in
+        let (waiter, watch) = state.withLock { state -> (CheckedContinuation<AttemptResult, Never>?, Int?) in
             state.queued.removeAll { $0.id == id }
             state.sent.remove(id)
-            return state.book.answer(id, result).0
+            return (state.book.answer(id, result).0, state.watches.removeValue(forKey: id))
         }
+        if let watch { deadlines.end(watch) }
         waiter?.resume(returning: result)
     }
 
@@ -119,18 +136,22 @@ final class PipeDeliverer: Deliverer {
     func run() async {
         var delay = Self.restartInitial
         while !Task.isCancelled {
-            let started = ContinuousClock.now
+            let startedAt = ContinuousClock.now
             // Started from the global executor: a child inherits its thread's
             // scheduling policy, and dispatch's may be SCHED_IDLE (`DispatchExecutor`).
-            let ending = await withTaskExecutorPreference(globalConcurrentExecutor) { await runOnce() }
-            let lived = ContinuousClock.now - started
+            let (ending, started) = await withTaskExecutorPreference(globalConcurrentExecutor) { await runOnce() }
+            let lived = ContinuousClock.now - startedAt
             // Fail what was in flight on that process: the runner retries it.
+            // When no process could start, what waits for one fails too, with
+            // the reason: the subscriber cannot run, and `stats` and the dead
+            // letters say why, instead of deliveries waiting without an error.
             let orphans = state.withLock { state -> [Int] in
                 state.writer = nil
                 defer { state.sent.removeAll() }
-                return Array(state.sent)
+                return Array(state.sent) + (started ? [] : state.queued.map(\.id))
             }
-            for id in orphans { resolve(id, .failed("pipe process \(name) \(ending) before answering")) }
+            let failure = started ? "pipe process \(name) \(ending) before answering" : "pipe process \(name) \(ending)"
+            for id in orphans { resolve(id, .failed(failure)) }
             if Task.isCancelled { break }
             delay = lived >= Self.stableAfter ? Self.restartInitial : delay
             logger.warning("pipe process ended; restarting", metadata: [
@@ -144,16 +165,19 @@ final class PipeDeliverer: Deliverer {
             delay = min(delay * 2, Self.restartMax)
         }
         // Shutdown: nobody will answer what is still waiting.
-        let left = state.withLock { state -> [CheckedContinuation<AttemptResult, Never>] in
+        let (left, watches) = state.withLock { state -> ([CheckedContinuation<AttemptResult, Never>], [Int]) in
             state.writer = nil
             state.queued.removeAll()
-            return state.book.answerAll(.failed("delivery cancelled: the broker is stopping"))
+            defer { state.watches.removeAll() }
+            return (state.book.answerAll(.failed("delivery cancelled: the broker is stopping")), Array(state.watches.values))
         }
+        for watch in watches { deadlines.end(watch) }
         for waiter in left { waiter.resume(returning: .failed("delivery cancelled: the broker is stopping")) }
     }
 
-    /// Runs the process once; returns how it ended, for the log and for the failures.
-    private func runOnce() async -> String {
+    /// Runs the process once; returns how it ended, for the log and for the
+    /// failures, and whether it started at all.
+    private func runOnce() async -> (ending: String, started: Bool) {
         var env = ChildEnvironment.base(environment)
         env["HOOKBUS_SUBSCRIBER"] = name  // the broker's own variables win over configured ones
         var options = PlatformOptions()
@@ -173,10 +197,7 @@ final class PipeDeliverer: Deliverer {
                 state.withLock { state in
                     state.running = (pid, killed)
                     state.writer = writer
-                    for (id, line) in state.queued {
-                        state.sent.insert(id)
-                        writer.yield(line)
-                    }
+                    for (id, line) in state.queued { send(id, line, to: writer, in: &state) }
                     state.queued.removeAll()
                 }
                 await withTaskGroup(of: Void.self) { io in
@@ -243,12 +264,15 @@ final class PipeDeliverer: Deliverer {
                 }
             }
             state.withLock { $0.running = nil }
-            if let reason = killed.note.withLock({ $0 }) { return reason }
-            return "exited (\(result.terminationStatus))"
+            if let reason = killed.note.withLock({ $0 }) { return (reason, true) }
+            switch result.terminationStatus {
+            case .exited(let code): return ("exited with status \(code)", true)
+            case .signaled(let signal): return ("was killed by signal \(signal)", true)
+            }
         } catch {
             state.withLock { $0.running = nil }
             writer.finish()
-            return "could not start (\(error))"
+            return ("could not start (\(error))", false)
         }
     }
 
