@@ -88,7 +88,7 @@ extension CommandRouter {
             // The same names the config file allows.
             if let name, !SubscriberConfig.isValidName(name) {
                 throw WireError(.badRequest, "bad_name", attribute: "name",
-                                "subscriber name must be 1 to 64 bytes of letters, digits, '-', '_' or '.'")
+                                "subscriber name must be 1 to 64 ASCII letters, digits, '-', '_' or '.'")
             }
             let types = try arguments.filters("types") ?? [.all]
             guard !types.isEmpty else { throw arguments.fail("types", "a non-empty array of type filters") }

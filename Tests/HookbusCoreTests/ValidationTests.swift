@@ -118,6 +118,8 @@ let badLines: [BadLine] = [
             attribute: "source", fragment: "yours is urn:hookbus:uid:1000"),
     BadLine("a malformed uid source", #"{"type":"a","source":"urn:hookbus:uid:1000x"}"#, .unauthorized, "source_reserved",
             attribute: "source"),
+    BadLine("another uid's source in other case", #"{"type":"a","source":"URN:Hookbus:UID:0"}"#, .unauthorized, "source_reserved",
+            attribute: "source"),
     // Duplicates, also when spelled differently.
     BadLine("duplicate attribute", #"{"type":"a","id":"1","id":"2"}"#, .invalidEvent, "duplicate_attribute", attribute: "id"),
     BadLine("duplicate attribute through an escape", #"{"type":"a","t\u0079pe":"b"}"#, .invalidEvent,

@@ -158,4 +158,28 @@ struct OperatorSocketSubscriberTests {
         #expect(lines.contains { $0.contains(#"oops\n\#(forged)\x1B[2J"#) }, "\(bed.broker.log)")
         #expect(!bed.broker.log.contains("\u{1B}"))
     }
+
+    @Test("stats of a durable socket subscriber count since the broker started, across its reconnections")
+    func statsSurviveReconnection() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await DispatchBed.start(in: scratch, subscribers: "")
+        let first = try SocketSession(bed.broker.socketPath)
+        try #require(try await onThread { try first.subscribe(name: "cnt", types: ["x.*"], window: 2) }.ok)
+        _ = try await bed.publish([EventLine.make(type: "x.a", source: "s", id: "1"), EventLine.make(type: "x.b", source: "s", id: "2")])
+        let deliveries = try await onThread { try (0..<2).map { _ in try first.nextDelivery() } }
+        try first.ack(deliveries[0])
+        try first.client.send(line: #"{"op":"nack","delivery":\#(deliveries[1].delivery),"retry":false,"error":"bad event"}"#)
+        try await bed.waitUntil("one delivered, one dead") {
+            let stats = try bed.stats()["cnt"]
+            return stats?.delivered == 1 && stats?.dead == 1
+        }
+        first.disconnect()
+        let (second, reply) = try await onThread { try SocketSession.resubscribe(bed.broker.socketPath, name: "cnt", types: ["x.*"], window: 2) }
+        try #require(reply.ok, "\(reply)")
+        let stats = try #require(try bed.stats()["cnt"])
+        #expect(stats.delivered == 1 && stats.failedAttempts == 1 && stats.dead == 1 && stats.lastError == "bad event"
+                && stats.p50 != nil, "\(stats)")
+        withExtendedLifetime(second) {}
+    }
 }

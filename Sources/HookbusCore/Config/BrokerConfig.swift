@@ -79,11 +79,16 @@ public struct SubscriberConfig: Sendable, Equatable {
     public var timeoutSet = false
     public var retrySet = false
 
-    /// Subscriber names, in the config and on the socket alike: 1 to 64 bytes
-    /// of letters, digits, `-`, `_` and `.`.
+    /// Subscriber names, in the config and on the socket alike: 1 to 64 ASCII
+    /// letters, digits, `-`, `_` and `.`. ASCII only: a name is shown in
+    /// `stats`, logs and `HOOKBUS_SUBSCRIBER`, and a look-alike letter from
+    /// another script ("nоtify" with a Cyrillic о) must not pass for another.
     public static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64
-            && name.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
+            && name.utf8.allSatisfy { byte in
+                (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte)
+                    || byte == 0x2D || byte == 0x5F || byte == 0x2E
+            }
     }
 
     /// - Parameters:

@@ -191,7 +191,7 @@ public struct ConfigLoader {
     private func readSubscriber(_ reader: inout TableReader, index: Int, defaults: SubscriberDefaults) throws(ConfigError) -> SubscriberConfig {
         guard let name = try reader.string("name") else { throw reader.error("name", "every subscriber needs a name") }
         guard SubscriberConfig.isValidName(name) else {
-            throw reader.error("name", "\"\(name)\" must be 1 to 64 letters, digits, '-', '_' or '.'")
+            throw reader.error("name", "\"\(name)\" must be 1 to 64 ASCII letters, digits, '-', '_' or '.'")
         }
         reader.path = "subscribers[\(index)] \"\(name)\"."
         let exec = try reader.stringList("exec")

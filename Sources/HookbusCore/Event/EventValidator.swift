@@ -90,7 +90,7 @@ public struct EventValidator: Sendable {
 
         // `urn:hookbus:uid:N` is the source the broker gives a producer that sends
         // none; naming another uid's would pass events off as that user's.
-        if let given = attributes[.source]?.string, given.hasPrefix(Self.reservedSourcePrefix), given != producer.defaultSource {
+        if let given = attributes[.source]?.string, Self.isReserved(source: given), given != producer.defaultSource {
             return .failure(WireError(.unauthorized, "source_reserved", attribute: "source",
                                       "attribute 'source' \"\(Self.clip(given))\" is reserved: \(Self.reservedSourcePrefix)N names "
                                       + "the producer whose uid is N (yours is \(producer.defaultSource)); leave source out to get it, "
@@ -114,6 +114,19 @@ public struct EventValidator: Sendable {
 
     /// Sources under this prefix are the broker's to give (`Producer.defaultSource`).
     static let reservedSourcePrefix = "urn:hookbus:uid:"
+
+    /// Whether `source` starts with `reservedSourcePrefix` in any case: a URN's
+    /// scheme and namespace are case-insensitive, so a subscriber that folds
+    /// case would read `URN:Hookbus:uid:0` as the broker's name for root.
+    static func isReserved(source: String) -> Bool {
+        var bytes = source.utf8.makeIterator()
+        for expected in reservedSourcePrefix.utf8 {
+            guard var byte = bytes.next() else { return false }
+            if (0x41...0x5A).contains(byte) { byte |= 0x20 }
+            guard byte == expected else { return false }
+        }
+        return true
+    }
 
     /// The check for one member: its JSON type, or its name if it is an extension.
     private func check(_ member: JSONMember) -> WireError? {

@@ -207,6 +207,9 @@ public final class Dispatcher: Service {
     }
 
     private let socketRunners = Mutex<[String: SubscriberRunner]>([:])
+    /// The counters of durable socket subscribers' ended connections, carried
+    /// over to their next one.
+    private let pastSocketStats = Mutex<[String: SubscriberStats.Snapshot]>([:])
 
     /// Runners of the clients subscribed on the socket right now, by name.
     var connectedSocketRunners: [SubscriberRunner] {
@@ -243,7 +246,12 @@ public final class Dispatcher: Service {
                 subscriber: subscriber, kind: "socket", store: store, committer: committer, deliverer: socket,
                 limiter: limiter, signal: signal, logger: logger, initialCursor: start,
                 onDeadLetter: { notice in await lifecycle.announceDeadLetter(notice, store: store) })
-            if durable { try store.recordSocketSubscriber(subscriberName, types: types) }
+            if durable {
+                try store.recordSocketSubscriber(subscriberName, types: types)
+                if let earlier = pastSocketStats.withLock({ $0.removeValue(forKey: subscriberName) }) {
+                    runner.stats.carryOver(earlier)
+                }
+            }
             socketRunners.withLock { $0[subscriberName] = runner }
             return (runner, socket, durable)
         } catch {
@@ -257,6 +265,9 @@ public final class Dispatcher: Service {
         let name = runner.subscriber.name
         socketRunners.withLock { _ = $0.removeValue(forKey: name) }
         if durable {
+            // Before the name is free: the next connection must find them.
+            let snapshot = runner.stats.snapshot
+            pastSocketStats.withLock { $0[name] = snapshot }
             _ = socketNames.withLock { $0.remove(name) }
         } else {
             do {

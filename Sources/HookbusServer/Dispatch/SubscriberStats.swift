@@ -54,6 +54,22 @@ final class SubscriberStats: Sendable {
         }
     }
 
+    /// Adds the counters of an earlier connection of the same durable socket
+    /// subscriber (`stats` counts since the broker started, not since the
+    /// latest connection); the state of the moment (in flight, retrying,
+    /// cursor, dead) is this one's own.
+    func carryOver(_ earlier: Snapshot) {
+        state.withLock {
+            $0.delivered += earlier.delivered
+            $0.failedAttempts += earlier.failedAttempts
+            if $0.lastErrorAt == nil {
+                $0.lastError = earlier.lastError
+                $0.lastErrorAt = earlier.lastErrorAt
+            }
+            for index in $0.buckets.indices { $0.buckets[index] += earlier.buckets[index] }
+        }
+    }
+
     func recordFailure(_ error: String, at micros: Int64) {
         state.withLock {
             $0.failedAttempts += 1
