@@ -23,9 +23,11 @@ public struct Broker {
     /// Opens the database and the socket's lock and returns the group to run.
     /// Throws, before anything is served, if either is in use or the database is damaged.
     public func makeServiceGroup(onReady: @escaping @Sendable () -> Void = {}) throws -> ServiceGroup {
-        let store = try Store(path: config.databasePath, durability: config.durability)
+        // The socket first: a start refused for its socket (too long a path, no
+        // such directory, another broker on it) leaves no new database behind.
         let socketLock = try LockFile(path: config.socketPath + ".lock", purpose: "socket \(config.socketPath)")
         try SocketFile.prepare(config.socketPath)
+        let store = try Store(path: config.databasePath, durability: config.durability)
         let signal = SeqSignal()
         let limit = config.limits.maxOutboxBytes
         let committer = Committer(store: store, logger: logger, admission: { db in

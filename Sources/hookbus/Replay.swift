@@ -105,8 +105,10 @@ struct Replay: ParsableCommand {
         let store: Store
         do {
             store = try Store(path: db, durability: settings.durability)
-        } catch {
+        } catch where error.kind == .locked {
             throw CLIError(message: "\(error); use --socket to replay through the running broker", code: 1)
+        } catch {
+            throw CLIError(message: "\(error)", code: 1)
         }
         let registry = HookRegistry.builtIn
         let configured = settings.subscribers.map { subscriber -> SubscriberInfo in

@@ -246,5 +246,17 @@ struct ConfigTests {
         let error = #expect(throws: ConfigError.self) { try loader.load(file: "/nonexistent/hookbus.toml") }
         #expect(error?.file == "/nonexistent/hookbus.toml")
         #expect(error?.key == "(file)")
+        #expect(error?.reason == "cannot read: No such file or directory", "\(String(describing: error))")
+        let directory = #expect(throws: ConfigError.self) { try loader.load(file: "/tmp") }
+        #expect(directory?.reason == "cannot read: it is a directory, not a config file", "\(String(describing: directory))")
+    }
+
+    @Test("a duration too large to hold says so")
+    func hugeDuration() {
+        let error = #expect(throws: ConfigError.self) {
+            try loader.parse("[defaults]\ntimeout = \"9223372036854775807h\"", file: "test.toml")
+        }
+        #expect(error?.key == "defaults.timeout" && error?.reason == "bad duration \"9223372036854775807h\": too large",
+                "\(String(describing: error))")
     }
 }

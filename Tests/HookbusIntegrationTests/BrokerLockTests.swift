@@ -32,8 +32,15 @@ struct BrokerLockTests {
         #expect(!second.signaled && second.status != 0, "\(second)")
         #expect(second.stderr.contains(broker.socketPath), "the message does not name the socket: \(second)")
         #expect(FileManager.default.fileExists(atPath: broker.socketPath), "the refused broker removed the live socket file")
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("other.db")), "the refused broker created a database")
         let reply = try broker.connect().call(EventLine.make(source: "lock", id: "after"))
         #expect(reply.ok, "the first broker stopped serving: \(reply)")
+
+        // A socket in a directory that does not exist: refused, saying so, and no database either.
+        let nowhere = try await ToolRun.run(try TestBinaries.hookbusd(), ["--socket", scratch.path("none/s.sock"), "--db", scratch.path("new.db")],
+                                            scratch: scratch)
+        #expect(!nowhere.signaled && nowhere.status != 0 && nowhere.stderr.contains("does not exist"), "\(nowhere)")
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("new.db")), "the refused broker created a database")
     }
 
     @Test("a stale socket file left by a killed broker is replaced")

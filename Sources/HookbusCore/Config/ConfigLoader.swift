@@ -25,12 +25,36 @@ public struct ConfigLoader {
 
     public func load(file: String) throws(ConfigError) -> BrokerConfig {
         let text: String
-        do {
-            text = try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: file, key: "(file)", reason: "cannot read: \(error.localizedDescription)")
+        switch Self.read(file) {
+        case .success(let read): text = read
+        case .failure(let reason): throw ConfigError(file: file, key: "(file)", reason: "cannot read: \(reason.text)")
         }
         return try parse(text, file: file)
+    }
+
+    struct ReadFailure: Error { var text: String }
+
+    /// The file's text, or why it cannot be had (the system's words, or that
+    /// it is a directory, or not UTF-8).
+    static func read(_ file: String) -> Result<String, ReadFailure> {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(ReadFailure(text: String(cString: strerror(errno)))) }
+        defer { close(fd) }
+        var info = stat()
+        if fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+            return .failure(ReadFailure(text: "it is a directory, not a config file"))
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 { return .failure(ReadFailure(text: String(cString: strerror(errno)))) }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { return .failure(ReadFailure(text: "it is not UTF-8 text")) }
+        return .success(text)
     }
 
     public func parse(_ text: String, file: String) throws(ConfigError) -> BrokerConfig {
@@ -319,10 +343,19 @@ struct TableReader {
         return number
     }
 
+    /// Why `text` is not a duration.
+    static func badDuration(_ text: String) -> String {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        if !digits.isEmpty, ["ms", "s", "m", "h"].contains(String(text.dropFirst(digits.count))) {
+            return "bad duration \"\(text)\": too large"
+        }
+        return "bad duration \"\(text)\": expected an integer with ms, s, m or h, like \"30s\""
+    }
+
     mutating func duration(_ key: String) throws(ConfigError) -> Duration? {
         guard let text = try string(key) else { return nil }
         guard let duration = Duration.parse(text) else {
-            throw error(key, "bad duration \"\(text)\": expected an integer with ms, s, m or h, like \"30s\"")
+            throw error(key, Self.badDuration(text))
         }
         return duration
     }
@@ -360,7 +393,7 @@ struct TableReader {
         var out: [Duration] = []
         for text in texts {
             guard let duration = Duration.parse(text) else {
-                throw error(key, "bad duration \"\(text)\": expected an integer with ms, s, m or h, like \"30s\"")
+                throw error(key, Self.badDuration(text))
             }
             out.append(duration)
         }

@@ -23,9 +23,12 @@ public final class LockFile: Sendable {
         guard fd >= 0 else {
             let code = errno
             var message = "cannot open lock file \(path): \(String(cString: strerror(code)))"
-            if code == ENOENT {
+            var directory = stat()
+            if code == ENOENT && stat(AtomicFile.directory(of: path), &directory) != 0 {
                 message += " (the directory \(AtomicFile.directory(of: path)) does not exist: create it, "
                     + "or give a path in one that does)"
+            } else if code == ENOENT {
+                message += " (files cannot be created in \(AtomicFile.directory(of: path)))"
             } else if code == ELOOP {
                 message += " (it is a symbolic link, which hookbus does not follow: remove it)"
             }
