@@ -20,13 +20,17 @@ public final class SocketClient {
     private var scanned = 0
 
     /// Connects to the broker at `path`, or throws a message naming the socket.
-    public init(path: String) throws(Failure) {
+    /// `timeoutSeconds` (0: none) bounds the connect (a broker whose backlog is
+    /// full) and every later read and write (`setTimeout`).
+    public init(path: String, timeoutSeconds: Int = 0) throws(Failure) {
         self.path = path
         guard path.utf8.count < 108 else {
             throw Failure(description: "socket path \(path) is too long for a Unix socket (108 bytes at most)")
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "cannot create a socket: \(Self.errorText())") }
+        // Before connect: Linux bounds a blocking connect by SO_SNDTIMEO.
+        Self.setTimeout(fd, seconds: timeoutSeconds)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
@@ -40,11 +44,16 @@ public final class SocketClient {
             }
         }
         guard result == 0 else {
+            let timedOut = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS
             let text = Self.errorText()
             close(fd)
+            if timedOut {
+                throw Failure(description: "hookbusd at \(path) did not accept the connection within \(timeoutSeconds) s")
+            }
             throw Failure(description: "cannot connect to hookbusd at \(path): \(text) (is hookbusd running? pass --socket)")
         }
         self.fd = fd
+        self.timeoutSeconds = max(0, timeoutSeconds)
     }
 
     deinit { close(fd) }
@@ -56,11 +65,15 @@ public final class SocketClient {
     /// forever, the default): a broker that accepts but never answers must
     /// not hang an operator's command.
     public func setTimeout(seconds: Int) {
+        Self.setTimeout(fd, seconds: seconds)
+        timeoutSeconds = max(0, seconds)
+    }
+
+    private static func setTimeout(_ fd: Int32, seconds: Int) {
         var value = timeval(tv_sec: max(0, seconds), tv_usec: 0)
         for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
             _ = setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
         }
-        timeoutSeconds = max(0, seconds)
     }
 
     private var timedOutText: String {

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +14,9 @@ import Glibc
 /// one line of the broker's, and says what came.
 public struct LogStream: TextOutputStream, Sendable {
     public let descriptor: Int32
+    /// One line at a time, from every thread: a line written in parts (a
+    /// pipe's or a socket's partial write) is never interleaved with another.
+    private static let lock = Mutex(())
 
     public init(descriptor: Int32 = 2) {
         self.descriptor = descriptor
@@ -25,12 +29,24 @@ public struct LogStream: TextOutputStream, Sendable {
         if ended { text = text.dropLast() }
         var bytes = Array(Self.escaped(text).utf8)
         if ended { bytes.append(0x0A) }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 && errno == EINTR { continue }
-            if written <= 0 { return }  // nowhere to log to: nothing better to do
-            offset += written
+        let descriptor = self.descriptor
+        Self.lock.withLock { _ in
+            var offset = 0
+            var stalls = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+                if written < 0 && errno == EINTR { continue }
+                if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && stalls < 50 {
+                    // A non-blocking stderr that is full: wait for room (up to about
+                    // a second in all), rather than cut the line.
+                    var ready = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                    _ = poll(&ready, 1, 20)
+                    stalls += 1
+                    continue
+                }
+                if written <= 0 { return }  // nowhere to log to: nothing better to do
+                offset += written
+            }
         }
     }
 

@@ -117,7 +117,7 @@ struct DeadLetters: ParsableCommand {
 
         func run() throws {
             runReporting {
-                let reply = try request(connection, selection.body("dlq.retry"))
+                let reply = try request(connection, timeout: answer.timeout, selection.body("dlq.retry"))
                 if json {
                     try printJSON(reply)
                 } else {
@@ -142,7 +142,7 @@ struct DeadLetters: ParsableCommand {
 
         func run() throws {
             runReporting {
-                let reply = try request(connection, selection.body("dlq.purge"))
+                let reply = try request(connection, timeout: answer.timeout, selection.body("dlq.purge"))
                 if json { try printJSON(reply) } else { writeOut("purged \(text(reply["count"])) dead letter(s)") }
                 return 0
             }

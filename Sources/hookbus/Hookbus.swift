@@ -25,9 +25,10 @@ struct ConnectionOptions: ParsableArguments {
         return "./hookbus.sock"
     }
 
-    func connect() throws -> SocketClient {
+    /// `timeout`: seconds a connect, write or read may wait (0: no limit).
+    func connect(timeout: Int = 0) throws -> SocketClient {
         do {
-            return try SocketClient(path: path)
+            return try SocketClient(path: path, timeoutSeconds: timeout)
         } catch {
             throw CLIError(message: error.description, code: 69)  // EX_UNAVAILABLE
         }

@@ -10,8 +10,7 @@ func request(_ connection: ConnectionOptions, timeout: Int = 0, _ body: [String:
 /// One command to the broker and its reply line as it came (a broker that
 /// cannot be reached or does not answer within `timeout` seconds: exit 69).
 func requestLine(_ connection: ConnectionOptions, timeout: Int = 0, _ body: [String: Any]) throws -> String {
-    let client = try connection.connect()
-    client.setTimeout(seconds: timeout)
+    let client = try connection.connect(timeout: timeout)
     let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
     do {
         return try client.request(String(decoding: data, as: UTF8.self))

@@ -221,7 +221,7 @@ struct OperatorDeadLetterTests {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         try #require(bound == 0 && listen(fd, 8) == 0)
-        for command in [["ping"], ["stats"], ["dlq", "list"]] {
+        for command in [["ping"], ["stats"], ["dlq", "list"], ["dlq", "purge", "1"], ["replay", "--all"]] {
             let result = try await ToolRun.run(try TestBinaries.hookbus(), command + ["--socket", path, "--timeout", "1"], scratch: scratch)
             #expect(result.status == 69 && result.stdout.isEmpty
                     && result.stderr == "hookbus: no answer from hookbusd at \(path) within 1 s\n", "\(command): \(result)")

@@ -20,6 +20,10 @@ protocol Deliverer: Sendable {
     func run() async
     /// The runner's window filled or freed; `cursor` is where it has settled.
     func window(full: Bool, cursor: Int64)
+    /// False once nothing more can be delivered (a socket subscriber's
+    /// connection closed): the runner starts nothing more, rather than
+    /// attempts that fail at once and count.
+    var accepting: Bool { get }
 }
 
 /// A deliverer that also takes runs of first attempts (in-process hooks): a
@@ -54,6 +58,7 @@ extension Deliverer {
     var usesGlobalLimit: Bool { true }
     func run() async {}
     func window(full: Bool, cursor: Int64) {}
+    var accepting: Bool { true }
 }
 
 /// The answers of a streamed deliverer (pipe, socket), by delivery number: an

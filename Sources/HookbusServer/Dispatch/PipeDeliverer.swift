@@ -72,6 +72,11 @@ final class PipeDeliverer: Deliverer {
                 send(id, line, to: writer, in: &state)
             } else {
                 state.queued.append((id, line))
+                // Waiting for a process: bounded all the same, in case none comes
+                // (the last one killed but not gone, its output held open by a
+                // daemon it started).
+                let wait = timeout + Self.restartMax
+                state.watches[id] = deadlines.watch(wait) { [weak self] in self?.waitedTooLong(id, wait) }
             }
             return id
         }
@@ -81,7 +86,14 @@ final class PipeDeliverer: Deliverer {
     private func send(_ id: Int, _ line: [UInt8], to writer: AsyncStream<[UInt8]>.Continuation, in state: inout State) {
         state.sent.insert(id)
         writer.yield(line)
+        if let waiting = state.watches[id] { deadlines.end(waiting) }
         state.watches[id] = deadlines.watch(timeout) { [weak self] in self?.timedOut(id) }
+    }
+
+    /// Delivery `id` waited `wait` for a process to take it.
+    private func waitedTooLong(_ id: Int, _ wait: Duration) {
+        resolve(id, .failed("pipe \(name): no process took delivery \(id) within \(wait.spelled) (it is being restarted)"),
+                onlyIfQueued: true)
     }
 
     /// Waits for the answer. The timeout runs from the moment the line is
@@ -122,8 +134,11 @@ final class PipeDeliverer: Deliverer {
         }
     }
 
-    private func resolve(_ id: Int, _ result: AttemptResult) {
+    /// Answers delivery `id`; with `onlyIfQueued`, only if it still waits for a process
+    /// (checked under the same lock, so a write just under way wins).
+    private func resolve(_ id: Int, _ result: AttemptResult, onlyIfQueued: Bool = false) {
         let (waiter, watch) = state.withLock { state -> (CheckedContinuation<AttemptResult, Never>?, Int?) in
+            if onlyIfQueued && !state.queued.contains(where: { $0.id == id }) { return (nil, nil) }
             state.queued.removeAll { $0.id == id }
             state.sent.remove(id)
             return (state.book.answer(id, result).0, state.watches.removeValue(forKey: id))

@@ -59,6 +59,8 @@ final class SocketDeliverer: Deliverer {
 
     var usesGlobalLimit: Bool { false }
 
+    var accepting: Bool { state.withLock { !$0.closed } }
+
     func prepare(_ delivery: Delivery) -> Int {
         let (id, queued) = state.withLock { state -> (Int, Bool) in
             let id = state.nextID

@@ -117,6 +117,10 @@ final class SubscriberRunner: Sendable {
                 case .tick:
                     // Maybe the held-back cursor write's tick: look again (and arm another if early).
                     loop.cursorDue = nil
+                    // Whatever tick this was, `fill` arms the next one for what still
+                    // waits (a tick that came early, the wall clock stepped back, must
+                    // not leave a retry without one).
+                    loop.nextTick = .max
                 case .reload:
                     loop.loadRetries()
                 case .stop:
@@ -235,6 +239,10 @@ final class SubscriberRunner: Sendable {
 
         mutating func fill(_ group: inout DiscardingTaskGroup) {
             let config = runner.subscriber
+            guard runner.deliverer.accepting else {
+                stopping = true
+                return
+            }
             let now = Timestamp.nowMicros()
             // Due retries first: they are older than anything new. A retry waiting
             // for its time takes a place as if it were in flight, so the places go
