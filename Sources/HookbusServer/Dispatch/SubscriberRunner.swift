@@ -196,7 +196,7 @@ final class SubscriberRunner: Sendable {
         var run: [StoredEvent] = []
         var firstInFlight = Set<Int64>()
         var retryInFlight = Set<Int64>()
-        var waiting: [Int64: RetryRow] = [:]
+        var waiting = RetryQueue()
         var ops: [LedgerOp] = []
         var deadLetters: [DeadLetterNotice] = []
         var stopping = false
@@ -223,14 +223,17 @@ final class SubscriberRunner: Sendable {
             do {
                 let rows = try runner.store.retries(for: runner.subscriber.name, limit: limit)
                 retriesTruncated = rows.count == limit
+                var loaded: [RetryRow] = []
+                loaded.reserveCapacity(rows.count)
                 for row in rows {
                     if retryInFlight.contains(row.seq) || firstInFlight.contains(row.seq) {
                         // Replayed while in flight: read it again once this attempt ends.
                         reloadAfter.insert(row.seq)
                     } else {
-                        waiting[row.seq] = row
+                        loaded.append(row)
                     }
                 }
+                waiting.load(loaded)
             } catch {
                 runner.logger.error("cannot load retries", metadata: ["hookbus.error": "\(error)"])
             }
@@ -249,31 +252,24 @@ final class SubscriberRunner: Sendable {
             // to the lowest seqs: with `concurrency = 1`, a replayed or retried
             // batch is delivered in seq order, each event settled before the next.
             if waiting.isEmpty && retriesTruncated { loadRetries() }
-            var places = config.concurrency - inFlight
-            for (seq, row) in waiting.sorted(by: { $0.key < $1.key }) {
-                guard places > 0 else { break }
-                guard row.nextAttemptAt <= now else {
-                    places -= 1
-                    continue
-                }
+            let earliest = waiting.scan(places: config.concurrency - inFlight, now: now) { row in
                 let stored: StoredEvent?
                 do {
-                    stored = try runner.store.event(seq: seq)
+                    stored = try runner.store.event(seq: row.seq)
                 } catch {
                     // Storage trouble is not a missing event: keep the row, try later.
-                    runner.logger.error("cannot read an event to retry", metadata: ["hookbus.seq": "\(seq)", "hookbus.error": "\(error)"])
-                    break
+                    runner.logger.error("cannot read an event to retry", metadata: ["hookbus.seq": "\(row.seq)", "hookbus.error": "\(error)"])
+                    return .stop
                 }
-                waiting.removeValue(forKey: seq)
                 guard let event = stored else {
-                    runner.logger.warning("retry of an event no longer in the outbox dropped", metadata: ["hookbus.seq": "\(seq)"])
-                    ops.append(.clearRetry(subscriber: config.name, seq: seq))
-                    continue
+                    runner.logger.warning("retry of an event no longer in the outbox dropped", metadata: ["hookbus.seq": "\(row.seq)"])
+                    ops.append(.clearRetry(subscriber: config.name, seq: row.seq))
+                    return .dropped
                 }
-                places -= 1
-                retryInFlight.insert(seq)
+                retryInFlight.insert(row.seq)
                 runner.launch(Delivery(subscriber: config.name, event: event, attempt: row.attempt + 1, replay: row.replay),
                               wasRetry: true, in: &group)
+                return .launched
             }
             // A subscriber that takes one event at a time, and can, takes a run of them in one task.
             let runs = config.concurrency == 1 ? runner.runs : nil
@@ -293,10 +289,10 @@ final class SubscriberRunner: Sendable {
             // A full window (a retry holding the line, say) must not hold the cursor
             // below events of other types: read ahead to the next one it takes.
             if occupancy >= config.concurrency && bufferIndex >= buffer.count { _ = refill() }
-            // Wake up for the earliest retry still waiting for its time.
-            // (Due ones may wait too, for a place held by an earlier seq not yet due.)
-            if let earliest = waiting.values.lazy.map(\.nextAttemptAt).filter({ $0 > now }).min(),
-               earliest < nextTick || nextTick <= now {
+            // Wake up for the earliest retry that holds a place and waits for its
+            // time. (Rows past the places cannot start before a place frees up,
+            // and a place freeing up runs `fill` again.)
+            if let earliest, earliest < nextTick || nextTick <= now {
                 nextTick = earliest
                 runner.scheduleTick(at: earliest, in: &group)
             }
@@ -391,7 +387,7 @@ final class SubscriberRunner: Sendable {
                     let next = now + delay.milliseconds * 1000
                     ops.append(.scheduleRetry(subscriber: name, seq: seq, attempt: attempt, nextAttemptAt: next,
                                               error: error, replay: replay))
-                    waiting[seq] = RetryRow(seq: seq, attempt: attempt, nextAttemptAt: next, lastError: error, replay: replay)
+                    waiting.insert(RetryRow(seq: seq, attempt: attempt, nextAttemptAt: next, lastError: error, replay: replay))
                     runner.logger.info("attempt failed; retry scheduled", metadata: [
                         "hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)", "hookbus.retry_in": "\(delay.spelled)",
                         "hookbus.error": "\(error)",
