@@ -210,16 +210,7 @@ struct OperatorDeadLetterTests {
         let path = scratch.path("mute.sock")
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = withUnixAddress(path) { bind(fd, $0, $1) }
         try #require(bound == 0 && listen(fd, 8) == 0)
         for command in [["ping"], ["stats"], ["dlq", "list"], ["dlq", "purge", "1"], ["replay", "--all"]] {
             let result = try await ToolRun.run(try TestBinaries.hookbus(), command + ["--socket", path, "--timeout", "1"], scratch: scratch)
