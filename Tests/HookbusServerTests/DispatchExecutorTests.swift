@@ -105,6 +105,27 @@ struct DispatchExecutorTests {
         #expect(count.count == 2000)
     }
 
+    @Test("jobs enqueued from four outside threads at once, while the pressure comes and goes, all run")
+    func everyJobFromOutsideRuns() async throws {
+        let pressure = Switch()
+        let executor = DispatchExecutor(threads: 2, pressure: pressure.pressure)
+        let count = Counter()
+        let perThread = 2_500
+        let threads = (0..<4).map { index in
+            Thread {
+                for job in 0..<perThread {
+                    if index == 0 && job % 100 == 0 { pressure.set(job % 200 == 0) }
+                    Task(executorPreference: executor) { count.add() }
+                }
+            }
+        }
+        for thread in threads { thread.start() }
+        // A lost wake-up would leave jobs queued with every thread asleep.
+        try await eventually(within: .seconds(30)) { count.count == 4 * perThread }
+        pressure.set(false)  // its poller sleeps again
+        #expect(count.count == 4 * perThread)
+    }
+
     @Test("an exec subscriber's process, started from a thread that gives way, runs at the default priority")
     func execChildDoesNotInheritIdle() async throws {
         let pressure = Switch()

@@ -42,11 +42,11 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
     static let shared = DispatchExecutor(threads: max(1, System.coreCount))
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    /// Where the threads of each set wait: [calm, pressed].
-    private let conditions = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 2)
     // Guarded by `mutex`.
     private var jobs = CircularBuffer<UnownedJob>(initialCapacity: 256)
-    private var idle = [0, 0]
+    /// The threads of each set waiting for a job, [calm, pressed]; the last
+    /// one in is woken first (its cache is the warmest).
+    private var idle: [[Worker]] = [[], []]
     /// Default-priority threads waiting with a time limit (`recheck`).
     private var timedWaiting = 0
     /// Whether ingest is pressed, given whether it was at the last look.
@@ -64,12 +64,6 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
     init(threads: Int, pressure: @escaping @Sendable (Bool) -> Bool = IngestLoad.pressed(was:)) {
         self.pressure = pressure
         pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        precondition(pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC) == 0, "no monotonic condition variables")
-        pthread_cond_init(conditions, &attributes)
-        pthread_cond_init(conditions + 1, &attributes)
-        pthread_condattr_destroy(&attributes)
         for set in 0..<2 {
             for index in 0..<threads {
                 let worker = Worker(executor: self, set: set, index: index)
@@ -98,53 +92,62 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
         return pressed ? 1 : 0
     }
 
+    /// Takes a waiting thread of `set` off the idle list, to be woken once
+    /// `mutex` is released (called with it held).
+    private func takeIdle(_ set: Int) -> Worker? {
+        idle[set].popLast()
+    }
+
+    /// Called by the committer (a commit wakes the subscribers' runners) and
+    /// by any thread that resumes a task here. It never waits for another
+    /// thread but for the few instructions under `mutex`: a thread is woken
+    /// through a semaphore of its own. (With a condition variable shared by
+    /// the threads, glibc's `pthread_cond_signal` can wait until a thread
+    /// signalled before has run; on two busy vCPUs that held the committer
+    /// up to 3 ms at a time, between a commit and its acknowledgements.)
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         pthread_mutex_lock(mutex)
         jobs.append(job)
         let set = activeSet()
-        let wake = idle[set] > 0
+        let wake = takeIdle(set)
         // Queued for the SCHED_IDLE threads: have a default-priority thread
         // watch for the pressure ending (see `recheck`).
-        let watch = set == 1 && timedWaiting == 0 && idle[0] > 0
+        let watch = set == 1 && timedWaiting == 0 ? takeIdle(0) : nil
         pthread_mutex_unlock(mutex)
-        if wake { pthread_cond_signal(conditions + set) }
-        if watch { pthread_cond_signal(conditions) }
+        wake?.post()
+        watch?.post()
     }
 
-    /// The next job for a thread of `set`, once there is one and that set is the one taking jobs.
-    fileprivate func next(set: Int) -> UnownedJob {
+    /// The next job for `worker`, once there is one and its set is the one taking jobs.
+    fileprivate func next(for worker: Worker) -> UnownedJob {
+        let set = worker.set
         pthread_mutex_lock(mutex)
         while true {
             let active = activeSet()
             if active == set, !jobs.isEmpty { break }
-            if active != set, !jobs.isEmpty, idle[active] > 0 {
-                // The other set's turn: make sure one of them is awake.
-                pthread_cond_signal(conditions + active)
-            }
-            idle[set] += 1
-            if set == 0 && active != set && timedWaiting == 0 {
-                // While the other set takes the jobs, one thread here looks
-                // again every `recheck` (and stays the one: no enqueue wakes
-                // another while it does).
-                var deadline = timespec()
-                clock_gettime(CLOCK_MONOTONIC, &deadline)
-                let nanos = deadline.tv_nsec + Self.recheck
-                deadline.tv_sec += nanos / 1_000_000_000
-                deadline.tv_nsec = nanos % 1_000_000_000
-                timedWaiting += 1
-                _ = pthread_cond_timedwait(conditions + set, mutex, &deadline)
-                timedWaiting -= 1
-            } else {
-                pthread_cond_wait(conditions + set, mutex)
-            }
-            idle[set] -= 1
+            // The other set's turn: make sure one of them is awake.
+            let other = active != set && !jobs.isEmpty ? takeIdle(active) : nil
+            // While the other set takes the jobs, one thread here looks again
+            // every `recheck` (and stays the one: no enqueue wakes another while it does).
+            let timed = set == 0 && active != set && timedWaiting == 0
+            if timed { timedWaiting += 1 }
+            idle[set].append(worker)
+            pthread_mutex_unlock(mutex)
+            other?.post()
+            if timed { worker.wait(nanoseconds: Self.recheck) } else { worker.wait() }
+            pthread_mutex_lock(mutex)
+            if timed { timedWaiting -= 1 }
+            // Still listed if it woke by itself (the time limit): not if it was
+            // woken, which takes it off. (Woken just after the time limit, it
+            // finds its semaphore posted at the next wait: one turn for nothing.)
+            if let index = idle[set].firstIndex(where: { $0 === worker }) { idle[set].remove(at: index) }
         }
         let job = jobs.removeFirst()
         // More to do: keep a second thread of the set going.
-        let more = !jobs.isEmpty && idle[set] > 0
+        let more = jobs.isEmpty ? nil : takeIdle(set)
         pthread_mutex_unlock(mutex)
-        if more { pthread_cond_signal(conditions + set) }
+        more?.post()
         return job
     }
 
@@ -193,15 +196,40 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
     /// Linux's `SCHED_IDLE` (Glibc exports it only to C with _GNU_SOURCE).
     static let schedIdle: Int32 = 5
 
-    private final class Worker {
+    fileprivate final class Worker {
         let executor: DispatchExecutor
         let set: Int
         let index: Int
+        /// Posted once for each time the thread is taken off the idle list.
+        private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
 
         init(executor: DispatchExecutor, set: Int, index: Int) {
             self.executor = executor
             self.set = set
             self.index = index
+            sem_init(semaphore, 0, 0)
+        }
+
+        /// Wakes the thread (never blocks).
+        func post() {
+            sem_post(semaphore)
+        }
+
+        /// Waits until woken.
+        func wait() {
+            while sem_wait(semaphore) != 0 && errno == EINTR {}
+        }
+
+        /// Waits until woken or `nanoseconds` have passed.
+        func wait(nanoseconds: Int) {
+            // sem_timedwait takes the realtime clock; a step of the clock
+            // makes one recheck early or late, nothing more.
+            var deadline = timespec()
+            clock_gettime(CLOCK_REALTIME, &deadline)
+            let nanos = deadline.tv_nsec + nanoseconds
+            deadline.tv_sec += nanos / 1_000_000_000
+            deadline.tv_nsec = nanos % 1_000_000_000
+            while sem_timedwait(semaphore, &deadline) != 0 && errno == EINTR {}
         }
 
         func run() -> Never {
@@ -215,13 +243,13 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
             let unowned = executor.asUnownedTaskExecutor()
             if set == 0 {
                 while true {
-                    executor.next(set: set).runSynchronously(on: unowned)
+                    executor.next(for: self).runSynchronously(on: unowned)
                 }
             }
             Self.giveWay()
             var share = IdleShare()
             while true {
-                let job = executor.next(set: set)
+                let job = executor.next(for: self)
                 let start = IdleShare.now()
                 job.runSynchronously(on: unowned)
                 share.ran(from: start, to: IdleShare.now())
