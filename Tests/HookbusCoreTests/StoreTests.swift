@@ -108,6 +108,42 @@ struct StoreTests {
         try store.close()
     }
 
+    @Test("a read of events stops once their JSON comes to maxBytes, and always returns the first")
+    func readBoundedByBytes() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
+        // Ten events of about 100 KB each.
+        let big = String(repeating: "x", count: 100_000)
+        let events = (0..<10).map { makeEvent(id: "big-\($0)", data: "\"\(big)\"") }
+        _ = try store.append(events)
+        let size = events[0].jsonText.utf8.count
+        // Up to and including the event that reaches the bound.
+        #expect(try store.events(after: 0, limit: 256, maxBytes: 3 * size).map(\.seq) == [1, 2, 3])
+        #expect(try store.events(after: 0, limit: 256, maxBytes: 3 * size + 1).map(\.seq) == [1, 2, 3, 4])
+        #expect(try store.events(after: 3, limit: 256, maxBytes: 1).map(\.seq) == [4])
+        #expect(try store.events(after: 8, limit: 256, maxBytes: 4 * size).map(\.seq) == [9, 10])
+        #expect(try store.events(after: 0, limit: 2, maxBytes: 100 * size).map(\.seq) == [1, 2])
+        try store.close()
+    }
+
+    @Test("events read by seqs come in seq order, once each, without the ones not stored, across reads of 64")
+    func readBySeqs() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: databasePath(in: directory), durability: .normal)
+        _ = try store.append((0..<200).map { makeEvent(id: "s-\($0)") })
+        let wanted: [Int64] = [3, 5] + Array(10...150) + [199, 250, 300]
+        let read = try store.events(seqs: wanted)
+        #expect(read.map(\.seq) == wanted.filter { $0 <= 200 })
+        #expect(read.first?.id == "s-2")
+        #expect(try store.events(seqs: []).isEmpty)
+        #expect(try store.events(seqs: [500]).isEmpty)
+        // Bounded by bytes: the first found is always read.
+        #expect(try store.events(seqs: [250, 7, 8], maxBytes: 1).map(\.seq) == [7])
+        try store.close()
+    }
+
     @Test("the same (source, id) within one batch is stored once; the resend gets the original seq")
     func dedupeWithinBatch() throws {
         let directory = try makeTemporaryDirectory()

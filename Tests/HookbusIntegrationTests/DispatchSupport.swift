@@ -25,13 +25,14 @@ struct DispatchBed {
     /// then starts a broker on it. `subscribers` is TOML text; `{dir}` in it
     /// stands for the scratch directory and `{examples}` for `tools/examples`.
     static func start(
-        in scratch: ScratchDirectory, defaults: String = quickDefaults, subscribers: String
+        in scratch: ScratchDirectory, defaults: String = quickDefaults, subscribers: String,
+        environment: [String: String] = [:]
     ) async throws -> DispatchBed {
         let text = "durability = \"normal\"\n\n\(defaults)\n\n\(subscribers)\n"
             .replacingOccurrences(of: "{dir}", with: scratch.root)
             .replacingOccurrences(of: "{examples}", with: DispatchExamples.directory)
         let config = try scratch.write("hookbus.toml", text)
-        let broker = scratch.broker(config: config)
+        let broker = scratch.broker(config: config, environment: environment)
         try await broker.start()
         return DispatchBed(scratch: scratch, broker: broker)
     }

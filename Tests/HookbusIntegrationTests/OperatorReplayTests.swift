@@ -135,6 +135,48 @@ struct OperatorReplayTests {
         #expect(Array(bed.lines("ordered.log").dropFirst(8)) == once, "\(bed.lines("ordered.log"))")
     }
 
+    @Test("a replay larger than the slice of retries read at a time, at concurrency 8: every event delivered once more, none twice")
+    func largeReplayOnceEach() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        // Retries are read 100 at a time here (10,000 in production): the replay
+        // comes in six slices, each read while the last one's deliveries are
+        // still being written.
+        let bed = try await OperatorBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "many"
+            types = ["client.*"]
+            exec = ["/bin/sh", "-c", "cat > /dev/null; echo \\"$HOOKBUS_SEQ ${HOOKBUS_REPLAY:-0}\\" >> {dir}/many.log"]
+            concurrency = 8
+            """, environment: ["HOOKBUS_RETRY_SLICE": "100"])
+        let seqs = try await bed.publish((0..<600).map { EventLine.make(type: "client.added", source: "fleet", id: "m\($0)") })
+        try await bed.waitUntil("first deliveries settled") { try bed.ledger().settled("many", through: seqs.last!) }
+        let replay = try await bed.cli("replay", "--all")
+        #expect(replay.status == 0, "\(replay)")
+        try await bed.waitUntil("the replay delivered") {
+            try bed.lines("many.log").count >= 1_200 && bed.ledger().retries("many").isEmpty
+        }
+        // And nothing left in the runner: no row read twice, waiting in memory.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            let stats = try await bed.cliJSON("stats") as? [String: Any] ?? [:]
+            let many = (stats["subscribers"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "many" }
+            if JSONText.int(many?["retrying"]) == 0 && JSONText.int(many?["in_flight"]) == 0 { break }
+            guard ContinuousClock.now < deadline else {
+                Issue.record("the runner still holds retries: \(String(describing: many))")
+                break
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let lines = bed.lines("many.log")
+        let expected = seqs.flatMap { ["\($0) 0", "\($0) 1"] }.sorted()
+        #expect(lines.count == 1_200, "\(lines.count) deliveries")
+        let counted = Dictionary(grouping: lines, by: { $0 }).mapValues(\.count)
+        let twice = counted.filter { $0.value > 1 }.keys.sorted()
+        let never = expected.filter { counted[$0] == nil }
+        #expect(twice.isEmpty && never.isEmpty, "delivered more than once: \(twice); never: \(never)")
+    }
+
     @Test("replay refuses an unknown subscriber and an empty selection with exit status 1 and says why")
     func refusals() async throws {
         let scratch = try ScratchDirectory()

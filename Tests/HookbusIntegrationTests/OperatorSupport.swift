@@ -23,10 +23,12 @@ enum OperatorBed {
     /// `{examples}` tools/examples, `{tools}` tools/). `settings` are top-level
     /// keys such as `retention = "2s"`: they must come before the first table,
     /// so they go in front of `[defaults]`.
-    static func start(in scratch: ScratchDirectory, settings: String = "", subscribers: String) async throws -> DispatchBed {
+    static func start(in scratch: ScratchDirectory, settings: String = "", subscribers: String,
+                      environment: [String: String] = [:]) async throws -> DispatchBed {
         try await DispatchBed.start(
             in: scratch, defaults: settings + "\n\n" + defaults,
-            subscribers: subscribers.replacingOccurrences(of: "{tools}", with: ToolScripts.directory))
+            subscribers: subscribers.replacingOccurrences(of: "{tools}", with: ToolScripts.directory),
+            environment: environment)
     }
 }
 

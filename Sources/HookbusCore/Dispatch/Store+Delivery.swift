@@ -109,9 +109,10 @@ extension Store {
         }
     }
 
-    /// Events after `seq`, in order, at most `limit`: the subscriber filters them.
-    public func events(after seq: Int64, limit: Int) throws -> [StoredEvent] {
-        try events(in: (seq + 1)...Int64.max, limit: limit)
+    /// Events after `seq`, in order, at most `limit` and about `maxBytes` of
+    /// JSON (at least one event): the subscriber filters them.
+    public func events(after seq: Int64, limit: Int, maxBytes: Int = .max) throws -> [StoredEvent] {
+        try events(in: (seq + 1)...Int64.max, limit: limit, maxBytes: maxBytes)
     }
 
     /// One stored event, if it is still in the outbox.

@@ -317,12 +317,13 @@ extension Store {
         try pool.read { db in try Self.highestSeq(db) }
     }
 
-    /// Events with `seq` in `range`, in `seq` order.
+    /// Events with `seq` in `range`, in `seq` order: at most `limit`, and no
+    /// more once their JSON comes to `maxBytes` (the first is always read).
     ///
     /// Read through SQLite's C API: a subscriber behind the in-memory ring of
     /// recent events reads every event here, and GRDB's row decoding cost
     /// several times more than the read itself.
-    public func events(in range: ClosedRange<Int64>, limit: Int = 1000) throws -> [StoredEvent] {
+    public func events(in range: ClosedRange<Int64>, limit: Int = 1000, maxBytes: Int = .max) throws -> [StoredEvent] {
         try pool.read { db in
             let handle = try db.cachedStatement(sql: Self.selectEvents).sqliteStatement
             sqlite3_reset(handle)
@@ -332,14 +333,58 @@ extension Store {
             sqlite3_bind_int64(handle, 3, Int64(limit))
             var events: [StoredEvent] = []
             events.reserveCapacity(min(limit, 256))
-            while true {
-                let code = sqlite3_step(handle)
-                if code == SQLITE_DONE { return events }
-                guard code == SQLITE_ROW else { throw Self.failure(db, handle, code, sql: Self.selectEvents) }
-                events.append(StoredEvent(statement: handle))
-            }
+            var bytes = 0
+            try Self.collect(db, handle, sql: Self.selectEvents, into: &events, bytes: &bytes, maxBytes: maxBytes)
+            return events
         }
     }
+
+    /// The events of `seqs` still in the outbox, in `seq` order, and no more
+    /// once their JSON comes to `maxBytes` (the first found is always read):
+    /// what a subscriber's retries and replays deliver next, in one read.
+    public func events(seqs: [Int64], maxBytes: Int = .max) throws -> [StoredEvent] {
+        if seqs.isEmpty { return [] }
+        var events: [StoredEvent] = []
+        var start = 0
+        try pool.read { db in
+            let handle = try db.cachedStatement(sql: Self.selectEventsBySeq).sqliteStatement
+            var bytes = 0
+            while start < seqs.count && bytes < maxBytes {
+                let slice = seqs[start..<min(start + Self.seqsPerRead, seqs.count)]
+                start += slice.count
+                sqlite3_reset(handle)
+                defer { sqlite3_reset(handle) }
+                // Unused places repeat a seq of the slice (`IN` reads it once).
+                for place in 0..<Self.seqsPerRead {
+                    let seq = place < slice.count ? slice[slice.startIndex + place] : slice[slice.startIndex]
+                    sqlite3_bind_int64(handle, Int32(place + 1), seq)
+                }
+                try Self.collect(db, handle, sql: Self.selectEventsBySeq, into: &events, bytes: &bytes, maxBytes: maxBytes)
+            }
+        }
+        return events
+    }
+
+    /// Steps `handle` (a select of `StoredEvent`'s columns) to its end, or until
+    /// the JSON read comes to `maxBytes`, adding each row to `events`.
+    private static func collect(_ db: Database, _ handle: OpaquePointer, sql: String, into events: inout [StoredEvent],
+                                bytes: inout Int, maxBytes: Int) throws {
+        while bytes < maxBytes {
+            let code = sqlite3_step(handle)
+            if code == SQLITE_DONE { return }
+            guard code == SQLITE_ROW else { throw failure(db, handle, code, sql: sql) }
+            events.append(StoredEvent(statement: handle))
+            bytes += Int(sqlite3_column_bytes(handle, 10))
+        }
+    }
+
+    /// Seqs bound in one statement of `events(seqs:)`.
+    static let seqsPerRead = 64
+
+    private static let selectEventsBySeq = """
+        SELECT seq, id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event
+        FROM outbox WHERE seq IN (\(Array(repeating: "?", count: seqsPerRead).joined(separator: ", "))) ORDER BY seq
+        """
 
     private static let selectEvents = """
         SELECT seq, id, source, type, subject, time, received_at, producer_uid, producer_gid, producer_pid, event

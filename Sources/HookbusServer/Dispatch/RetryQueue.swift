@@ -45,9 +45,11 @@ struct RetryQueue {
     }
 
     /// Goes through the lowest seqs while `places` last: a row not yet due
-    /// keeps its place and stays; a due row goes to `body`. Returns the
-    /// earliest time of the rows that kept a place (for the next wake-up).
-    mutating func scan(places: Int, now: Int64, _ body: (RetryRow) -> Taken) -> Int64? {
+    /// keeps its place and stays; a due row goes to `body`, with what gives the
+    /// seqs of the due rows from it on (up to `lookahead`, it first), whose
+    /// events the body may read at once. Returns the earliest time of the rows
+    /// that kept a place (for the next wake-up).
+    mutating func scan(places: Int, now: Int64, _ body: (RetryRow, _ upcoming: () -> [Int64]) -> Taken) -> Int64? {
         var places = places
         var index = 0
         var kept: [Int64] = []
@@ -65,7 +67,7 @@ struct RetryQueue {
                 index += 1
                 continue
             }
-            switch body(row) {
+            switch body(row, { self.due(from: index, now: now) }) {
             case .launched:
                 rows.removeValue(forKey: seq)
                 places -= 1
@@ -80,6 +82,21 @@ struct RetryQueue {
         // One move of the array for the whole scan, not one per row taken.
         order.replaceSubrange(0..<index, with: kept)
         return earliest
+    }
+
+    /// Due rows looked ahead at most: what one read of their events takes.
+    static let lookahead = 64
+
+    /// The seqs of the due rows from `order[start]` on, up to `lookahead`,
+    /// looking at no more than four times that many rows.
+    func due(from start: Int, now: Int64) -> [Int64] {
+        var seqs: [Int64] = []
+        var index = start
+        while seqs.count < Self.lookahead && index < order.count && index - start < 4 * Self.lookahead {
+            if let row = rows[order[index]], row.nextAttemptAt <= now { seqs.append(row.seq) }
+            index += 1
+        }
+        return seqs
     }
 
     static func insertionIndex(of seq: Int64, in order: [Int64]) -> Int {

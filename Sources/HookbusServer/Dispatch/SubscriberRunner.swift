@@ -1,6 +1,9 @@
 import HookbusCore
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Delivers one subscriber's events: in `seq` order, at most `concurrency` at
 /// a time, with durable retries and dead letters.
@@ -45,6 +48,12 @@ final class SubscriberRunner: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     /// Events read from the outbox at a time.
     static let fetchBatch = 256
+    /// Retry rows read at a time (a replay of millions comes in slices). A
+    /// test seam: HOOKBUS_RETRY_SLICE sets it.
+    static let retrySlice = getenv("HOOKBUS_RETRY_SLICE").flatMap { Int(String(cString: $0)) }.map { max(1, $0) } ?? 10_000
+    /// And about this many bytes of them at most: a lagging subscriber of
+    /// 1 MiB events held 256 MiB of them per read otherwise.
+    static let fetchBytes = 4 << 20
     /// The longest a cursor move waits to be written with the next ones (µs).
     static let cursorInterval: Int64 = 20_000
 
@@ -195,7 +204,8 @@ final class SubscriberRunner: Sendable {
         /// The events of the run under way (their seqs are in `firstInFlight`).
         var run: [StoredEvent] = []
         var firstInFlight = Set<Int64>()
-        var retryInFlight = Set<Int64>()
+        /// Retries under way, with the stored row each was started from.
+        var retryInFlight: [Int64: RetryRow] = [:]
         var waiting = RetryQueue()
         var ops: [LedgerOp] = []
         var deadLetters: [DeadLetterNotice] = []
@@ -218,16 +228,33 @@ final class SubscriberRunner: Sendable {
 
         /// Reads the stored retry rows not already in flight. Bounded, so a
         /// replay of millions of events is taken in slices.
-        mutating func loadRetries() {
-            let limit = 10_000
+        ///
+        /// `skippingPending`: leave out the rows that ops not yet written change
+        /// (the stored row is the old one: a retry delivered, rescheduled or
+        /// dead-lettered a moment ago), as the next slice of a large replay
+        /// must; a reload for a replay must not, since the replay may have
+        /// changed such a row.
+        mutating func loadRetries(skippingPending: Bool = false) {
+            let limit = SubscriberRunner.retrySlice
+            prefetched.removeAll()
             do {
                 let rows = try runner.store.retries(for: runner.subscriber.name, limit: limit)
                 retriesTruncated = rows.count == limit
                 var loaded: [RetryRow] = []
                 loaded.reserveCapacity(rows.count)
-                for row in rows {
-                    if retryInFlight.contains(row.seq) || firstInFlight.contains(row.seq) {
-                        // Replayed while in flight: read it again once this attempt ends.
+                // The slices of a replay of 50,000 events redelivered 26-201 of
+                // them when the rows just delivered were read again.
+                let pending = skippingPending ? Set(ops.compactMap(\.retrySeq)) : []
+                for row in rows where !pending.contains(row.seq) {
+                    if let started = retryInFlight[row.seq] {
+                        // The row of the attempt under way, as it was: nothing to do. Changed
+                        // (replayed while in flight): read it again once this attempt ends.
+                        // (Every finish of a retry read the rows again when each
+                        // read marked the rows of all retries in flight: a replay of
+                        // 50,000 events at concurrency 8 took 7 minutes.)
+                        if started != row { reloadAfter.insert(row.seq) }
+                    } else if firstInFlight.contains(row.seq) {
+                        // Replayed while its first attempt is under way.
                         reloadAfter.insert(row.seq)
                     } else {
                         loaded.append(row)
@@ -240,6 +267,25 @@ final class SubscriberRunner: Sendable {
         }
         var occupancy: Int { inFlight + waiting.count }
 
+        /// Events read ahead for the retries due next (a replay makes
+        /// thousands due at once: one read each made a replay take twice as
+        /// long as the events' first delivery).
+        var prefetched: [Int64: StoredEvent] = [:]
+
+        /// The stored event of a due retry, nil if it is gone: read ahead with
+        /// the events of the retries due after it (`upcoming`), unless it was.
+        static func retryEvent(_ seq: Int64, upcoming: () -> [Int64], prefetched: inout [Int64: StoredEvent],
+                               store: Store) throws -> StoredEvent? {
+            if let event = prefetched.removeValue(forKey: seq) { return event }
+            prefetched.removeAll(keepingCapacity: true)
+            let seqs = upcoming()
+            guard seqs.count > 1 else { return try store.event(seq: seq) }
+            for event in try store.events(seqs: seqs, maxBytes: SubscriberRunner.fetchBytes) {
+                prefetched[event.seq] = event
+            }
+            return prefetched.removeValue(forKey: seq)
+        }
+
         mutating func fill(_ group: inout DiscardingTaskGroup) {
             let config = runner.subscriber
             guard runner.deliverer.accepting else {
@@ -251,11 +297,11 @@ final class SubscriberRunner: Sendable {
             // for its time takes a place as if it were in flight, so the places go
             // to the lowest seqs: with `concurrency = 1`, a replayed or retried
             // batch is delivered in seq order, each event settled before the next.
-            if waiting.isEmpty && retriesTruncated { loadRetries() }
-            let earliest = waiting.scan(places: config.concurrency - inFlight, now: now) { row in
+            if waiting.isEmpty && retriesTruncated { loadRetries(skippingPending: true) }
+            let earliest = waiting.scan(places: config.concurrency - inFlight, now: now) { row, upcoming in
                 let stored: StoredEvent?
                 do {
-                    stored = try runner.store.event(seq: row.seq)
+                    stored = try Self.retryEvent(row.seq, upcoming: upcoming, prefetched: &prefetched, store: runner.store)
                 } catch {
                     // Storage trouble is not a missing event: keep the row, try later.
                     runner.logger.error("cannot read an event to retry", metadata: ["hookbus.seq": "\(row.seq)", "hookbus.error": "\(error)"])
@@ -266,7 +312,7 @@ final class SubscriberRunner: Sendable {
                     ops.append(.clearRetry(subscriber: config.name, seq: row.seq))
                     return .dropped
                 }
-                retryInFlight.insert(row.seq)
+                retryInFlight[row.seq] = row
                 runner.launch(Delivery(subscriber: config.name, event: event, attempt: row.attempt + 1, replay: row.replay),
                               wasRetry: true, in: &group)
                 return .launched
@@ -314,7 +360,7 @@ final class SubscriberRunner: Sendable {
                 }
                 // Above the cursor a seq may already have a row of its own (settled
                 // before a crash with concurrency > 1): it is not a first attempt.
-                if waiting[event.seq] != nil || retryInFlight.contains(event.seq) || settledAbove.contains(event.seq) { continue }
+                if waiting[event.seq] != nil || retryInFlight[event.seq] != nil || settledAbove.contains(event.seq) { continue }
                 return event
             }
         }
@@ -331,7 +377,8 @@ final class SubscriberRunner: Sendable {
                     // The latest commits are in memory; older events (a lagging
                     // subscriber, a restart) come from the outbox.
                     events = try runner.committer.recent.events(after: scanned, limit: SubscriberRunner.fetchBatch)
-                        ?? runner.store.events(after: scanned, limit: SubscriberRunner.fetchBatch)
+                        ?? runner.store.events(after: scanned, limit: SubscriberRunner.fetchBatch,
+                                               maxBytes: SubscriberRunner.fetchBytes)
                 } catch {
                     runner.logger.error("cannot read the outbox", metadata: ["hookbus.error": "\(error)"])
                     return false
@@ -354,7 +401,7 @@ final class SubscriberRunner: Sendable {
                              publish: Bool = true) {
             let name = runner.subscriber.name
             firstInFlight.remove(seq)
-            retryInFlight.remove(seq)
+            retryInFlight.removeValue(forKey: seq)
             let now = Timestamp.nowMicros()
             switch result {
             case .delivered:
@@ -589,6 +636,14 @@ final class FlushEnd: Sendable {
 extension LedgerOp {
     var isCursorMove: Bool {
         if case .advanceCursor = self { true } else { false }
+    }
+
+    /// The seq whose retry row this changes (nil for a cursor move).
+    var retrySeq: Int64? {
+        switch self {
+        case .advanceCursor: nil
+        case .scheduleRetry(_, let seq, _, _, _, _), .clearRetry(_, let seq, _), .deadLetter(_, let seq, _, _, _, _): seq
+        }
     }
 }
 
