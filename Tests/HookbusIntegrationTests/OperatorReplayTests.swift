@@ -177,6 +177,52 @@ struct OperatorReplayTests {
         #expect(twice.isEmpty && never.isEmpty, "delivered more than once: \(twice); never: \(never)")
     }
 
+    @Test("a replay that comes while the event's first attempt or a retry of it is under way is delivered once that attempt ends")
+    func replayWhileInFlight() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        // Each delivery logs "seq attempt replay" and waits for its go-file;
+        // a client.fails event fails its first attempt (not a replay).
+        let hold = try scratch.write("hold.sh", """
+            cat > /dev/null
+            replay=${HOOKBUS_REPLAY:-0}
+            echo "$HOOKBUS_SEQ $HOOKBUS_ATTEMPT $replay" >> \(scratch.root)/starts.log
+            if [ "$HOOKBUS_EVENT_TYPE" = client.fails ] && [ "$HOOKBUS_ATTEMPT" = 1 ] && [ "$replay" = 0 ]; then exit 1; fi
+            while [ ! -e "\(scratch.root)/go-$HOOKBUS_SEQ-$HOOKBUS_ATTEMPT-$replay" ]; do sleep 0.02; done
+            """)
+        let bed = try await OperatorBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "held"
+            types = ["client.*"]
+            exec = ["/bin/sh", "\(hold)"]
+            """)
+        func go(_ name: String) throws { _ = try scratch.write("go-\(name)", "") }
+
+        // A first attempt under way.
+        let first = try await bed.publish(EventLine.make(type: "client.added", source: "fleet", id: "held-1"))
+        try await bed.waitUntil("the first attempt started") { bed.lines("starts.log") == ["\(first) 1 0"] }
+        let replayFirst = try await bed.cli("replay", "--from-seq", "\(first)", "--to-seq", "\(first)")
+        #expect(replayFirst.status == 0, "\(replayFirst)")
+        try go("\(first)-1-0")
+        try await bed.waitUntil("the replay started") { bed.lines("starts.log").count == 2 }
+        #expect(bed.lines("starts.log").last == "\(first) 1 1")
+        try go("\(first)-1-1")
+        try await bed.waitUntil("both settled") { try bed.ledger().retries("held").isEmpty && bed.ledger().settled("held", through: first) }
+
+        // A retry under way (its first attempt failed).
+        let second = try await bed.publish(EventLine.make(type: "client.fails", source: "fleet", id: "held-2"))
+        try await bed.waitUntil("the retry started") { bed.lines("starts.log").suffix(2) == ["\(second) 1 0", "\(second) 2 0"] }
+        let replaySecond = try await bed.cli("replay", "--from-seq", "\(second)", "--to-seq", "\(second)")
+        #expect(replaySecond.status == 0, "\(replaySecond)")
+        try go("\(second)-2-0")
+        try await bed.waitUntil("the replay started") { bed.lines("starts.log").count == 5 }
+        // A retry made due by a replay keeps its attempt count (section 9, replay).
+        #expect(bed.lines("starts.log").last == "\(second) 2 1")
+        try go("\(second)-2-1")
+        try await bed.waitUntil("all settled") { try bed.ledger().retries("held").isEmpty && bed.ledger().settled("held", through: second) }
+        #expect(bed.lines("starts.log") == ["\(first) 1 0", "\(first) 1 1", "\(second) 1 0", "\(second) 2 0", "\(second) 2 1"])
+    }
+
     @Test("replay refuses an unknown subscriber and an empty selection with exit status 1 and says why")
     func refusals() async throws {
         let scratch = try ScratchDirectory()

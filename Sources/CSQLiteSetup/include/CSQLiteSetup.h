@@ -41,4 +41,9 @@ static inline void hookbus_prefetch(const void *address) {
     __builtin_prefetch(address);
 }
 
+/// Waits on the POSIX semaphore `semaphore` (a `sem_t *`) until it is posted
+/// or `nanoseconds` have passed on the monotonic clock (sem_clockwait, which
+/// Swift cannot see). 0 if it was posted, -1 with errno ETIMEDOUT otherwise.
+int hookbus_sem_wait_monotonic(void *semaphore, long long nanoseconds);
+
 #endif

@@ -96,6 +96,20 @@ extension Store {
         }
     }
 
+    /// The retry rows of `subscriber` for `seqs` that are stored.
+    public func retries(for subscriber: String, seqs: [Int64]) throws -> [RetryRow] {
+        if seqs.isEmpty { return [] }
+        return try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT seq, attempt, next_attempt_at, last_error, replay FROM retries
+                WHERE subscriber = ? AND seq IN (SELECT value FROM json_each(?)) ORDER BY seq
+                """, arguments: [subscriber, "[" + seqs.map(String.init).joined(separator: ",") + "]"]).map {
+                RetryRow(seq: $0["seq"], attempt: $0["attempt"], nextAttemptAt: $0["next_attempt_at"],
+                         lastError: $0["last_error"], replay: ($0["replay"] as Int64) != 0)
+            }
+        }
+    }
+
     /// Scheduled re-attempts of `subscriber`, earliest first.
     public func retries(for subscriber: String, limit: Int = 10_000) throws -> [RetryRow] {
         try pool.read { db in

@@ -1,3 +1,4 @@
+import CSQLiteSetup
 import HookbusCore
 import NIOCore
 import Synchronization
@@ -220,16 +221,10 @@ final class DispatchExecutor: TaskExecutor, @unchecked Sendable {
             while sem_wait(semaphore) != 0 && errno == EINTR {}
         }
 
-        /// Waits until woken or `nanoseconds` have passed.
+        /// Waits until woken or `nanoseconds` have passed (on the monotonic
+        /// clock: a step of the wall clock must not keep the recheck asleep).
         func wait(nanoseconds: Int) {
-            // sem_timedwait takes the realtime clock; a step of the clock
-            // makes one recheck early or late, nothing more.
-            var deadline = timespec()
-            clock_gettime(CLOCK_REALTIME, &deadline)
-            let nanos = deadline.tv_nsec + nanoseconds
-            deadline.tv_sec += nanos / 1_000_000_000
-            deadline.tv_nsec = nanos % 1_000_000_000
-            while sem_timedwait(semaphore, &deadline) != 0 && errno == EINTR {}
+            _ = hookbus_sem_wait_monotonic(semaphore, Int64(nanoseconds))
         }
 
         func run() -> Never {

@@ -212,8 +212,9 @@ final class SubscriberRunner: Sendable {
         var stopping = false
         /// More retry rows are stored than were loaded (a large replay).
         var retriesTruncated = false
-        /// Seqs with a stored retry row that were in flight when rows were read.
-        var reloadAfter = Set<Int64>()
+        /// Rows a replay (or a dead-letter retry) wrote for events whose first
+        /// attempt was under way when they were read: due once that attempt ends.
+        var replayedInFlight: [Int64: RetryRow] = [:]
         var nextTick: Int64 = .max
         /// Seqs above the cursor dead-lettered before a restart.
         var settledAbove = Set<Int64>()
@@ -226,15 +227,21 @@ final class SubscriberRunner: Sendable {
 
         var inFlight: Int { firstInFlight.count + retryInFlight.count }
 
-        /// Reads the stored retry rows not already in flight. Bounded, so a
-        /// replay of millions of events is taken in slices.
+        /// Reads the stored retry rows. Bounded, so a replay of millions of
+        /// events is taken in slices.
         ///
-        /// `skippingPending`: leave out the rows that ops not yet written change
-        /// (the stored row is the old one: a retry delivered, rescheduled or
-        /// dead-lettered a moment ago), as the next slice of a large replay
-        /// must; a reload for a replay must not, since the replay may have
-        /// changed such a row.
-        mutating func loadRetries(skippingPending: Bool = false) {
+        /// Left out: the rows of retries under way and those that ledger ops not
+        /// yet written change (a retry delivered, rescheduled or dead-lettered a
+        /// moment ago): what is stored for them is older than what this runner
+        /// knows. (Reading them again made the slices of a replay of 50,000
+        /// events deliver 26-201 of them twice; marking the rows of retries in
+        /// flight to be read again when they ended made a replay at concurrency
+        /// 8 read the rows after every delivery: 7 minutes for 50,000 events.)
+        /// A replay of such a retry is not lost: a delivered retry's row is
+        /// cleared only if no replay came meanwhile, and the rows kept are read
+        /// back once that write is done (`flushed`); a rescheduled retry keeps
+        /// the row, marked as a replay, and is delivered again after that.
+        mutating func loadRetries() {
             let limit = SubscriberRunner.retrySlice
             prefetched.removeAll()
             do {
@@ -242,20 +249,11 @@ final class SubscriberRunner: Sendable {
                 retriesTruncated = rows.count == limit
                 var loaded: [RetryRow] = []
                 loaded.reserveCapacity(rows.count)
-                // The slices of a replay of 50,000 events redelivered 26-201 of
-                // them when the rows just delivered were read again.
-                let pending = skippingPending ? Set(ops.compactMap(\.retrySeq)) : []
-                for row in rows where !pending.contains(row.seq) {
-                    if let started = retryInFlight[row.seq] {
-                        // The row of the attempt under way, as it was: nothing to do. Changed
-                        // (replayed while in flight): read it again once this attempt ends.
-                        // (Every finish of a retry read the rows again when each
-                        // read marked the rows of all retries in flight: a replay of
-                        // 50,000 events at concurrency 8 took 7 minutes.)
-                        if started != row { reloadAfter.insert(row.seq) }
-                    } else if firstInFlight.contains(row.seq) {
-                        // Replayed while its first attempt is under way.
-                        reloadAfter.insert(row.seq)
+                let pending = Set(ops.compactMap(\.retrySeq))
+                for row in rows where retryInFlight[row.seq] == nil && !pending.contains(row.seq) {
+                    if firstInFlight.contains(row.seq) {
+                        // Replayed while its first attempt is under way: due once it ends.
+                        replayedInFlight[row.seq] = row
                     } else {
                         loaded.append(row)
                     }
@@ -297,7 +295,7 @@ final class SubscriberRunner: Sendable {
             // for its time takes a place as if it were in flight, so the places go
             // to the lowest seqs: with `concurrency = 1`, a replayed or retried
             // batch is delivered in seq order, each event settled before the next.
-            if waiting.isEmpty && retriesTruncated { loadRetries(skippingPending: true) }
+            if waiting.isEmpty && retriesTruncated { loadRetries() }
             let earliest = waiting.scan(places: config.concurrency - inFlight, now: now) { row, upcoming in
                 let stored: StoredEvent?
                 do {
@@ -441,7 +439,8 @@ final class SubscriberRunner: Sendable {
                     ])
                 }
             }
-            if reloadAfter.remove(seq) != nil && !stopping { loadRetries() }
+            // A replay that came during this first attempt is due now.
+            if let replayed = replayedInFlight.removeValue(forKey: seq) { waiting.insert(replayed) }
             if publish {
                 advanceCursor()
                 publishStats()
@@ -457,14 +456,14 @@ final class SubscriberRunner: Sendable {
             let rest = events[started...]
             for event in rest { firstInFlight.remove(event.seq) }
             pushback.insert(contentsOf: rest, at: 0)
-            // A replay of one of them came while it was in the run: read its row now.
-            var reload = false
-            for event in rest where reloadAfter.remove(event.seq) != nil { reload = true }
+            // A replay of one of them came while it was in the run: due now.
+            for event in rest {
+                if let replayed = replayedInFlight.removeValue(forKey: event.seq) { waiting.insert(replayed) }
+            }
             for (event, ended) in zip(events, results) {
                 finish(seq: event.seq, attempt: 1, wasRetry: false, replay: false, result: ended.result, micros: ended.micros,
                        publish: false)
             }
-            if reload && !stopping { loadRetries() }
             advanceCursor()
             publishStats()
             // The window as it is now went to the start gate first; then the events
@@ -559,12 +558,32 @@ final class SubscriberRunner: Sendable {
             guard flushing else { return }  // already settled by `finalFlush`
             flushing = false
             if ok {
+                // Delivered retries whose row stays if a replay came meanwhile.
+                let kept = ops.prefix(count).compactMap { op -> Int64? in
+                    if case .clearRetry(_, let seq, true) = op { seq } else { nil }
+                }
                 ops.removeFirst(count)
                 deadLetters.removeFirst(notices)
+                if !kept.isEmpty && !stopping { loadReplayed(kept) }
             } else {
                 // Try again in a second, even if nothing else happens meanwhile.
                 noFlushBefore = Timestamp.nowMicros() + 1_000_000
                 runner.scheduleTick(at: noFlushBefore, in: &group)
+            }
+        }
+
+        /// Reads back the rows of `seqs`, delivered retries whose row the write
+        /// left in place because a replay came meanwhile: due now.
+        mutating func loadReplayed(_ seqs: [Int64]) {
+            do {
+                let pending = Set(ops.compactMap(\.retrySeq))
+                for row in try runner.store.retries(for: runner.subscriber.name, seqs: seqs)
+                where retryInFlight[row.seq] == nil && !pending.contains(row.seq) {
+                    if firstInFlight.contains(row.seq) { replayedInFlight[row.seq] = row } else { waiting.insert(row) }
+                }
+            } catch {
+                // Left for the next read of the rows (a restart at the latest).
+                runner.logger.error("cannot read replayed retries", metadata: ["hookbus.error": "\(error)"])
             }
         }
 
