@@ -84,6 +84,27 @@ struct DispatchLedgerTests {
         #expect(try bed.store.retries(for: "notify").map(\.seq) == [1])
     }
 
+    @Test("with startedFrom, clearRetry and deadLetter delete the retry row only if it is still the one the attempt started from")
+    func deletesOnlyTheRowTheAttemptStartedFrom() throws {
+        let bed = try Bed()
+        try bed.apply([.scheduleRetry(subscriber: "notify", seq: 1, attempt: 1, nextAttemptAt: 1_000, error: "exit 1", replay: true)], at: 100)
+        try bed.apply([.scheduleRetry(subscriber: "notify", seq: 2, attempt: 1, nextAttemptAt: 1_000, error: "exit 1", replay: true)], at: 100)
+        // A replay came for seq 1 while its attempt ran: its time is now 5,000.
+        try bed.store.pool.write { db in try db.execute(sql: "UPDATE retries SET next_attempt_at = 5000 WHERE seq = 1") }
+        try bed.apply([.clearRetry(subscriber: "notify", seq: 1, startedFrom: 1_000),
+                       .clearRetry(subscriber: "notify", seq: 2, startedFrom: 1_000)], at: 200)
+        #expect(try bed.store.retries(for: "notify").map(\.seq) == [1], "the replayed row stays; the other goes")
+        // A dead letter of an attempt that started from no row (a first attempt)
+        // leaves a row written meanwhile; one from the row's own time removes it.
+        try bed.apply([.deadLetter(subscriber: "notify", seq: 1, attempts: 1, error: "exit 65", reason: .rejected, replay: false,
+                                   startedFrom: Int64.min)], at: 300)
+        #expect(try bed.store.retries(for: "notify").map(\.seq) == [1])
+        try bed.apply([.deadLetter(subscriber: "notify", seq: 1, attempts: 2, error: "exit 65", reason: .rejected, replay: true,
+                                   startedFrom: 5_000)], at: 400)
+        #expect(try bed.store.retries(for: "notify").isEmpty)
+        #expect(try bed.store.deadLetterCount(for: "notify") == 2)
+    }
+
     @Test("deadLetter moves a retrying delivery to dead_letters with a copy of the event and all its errors, and drops the retry row")
     func deadLetterAfterRetries() throws {
         let bed = try Bed()

@@ -189,6 +189,8 @@ struct OperatorReplayTests {
             echo "$HOOKBUS_SEQ $HOOKBUS_ATTEMPT $replay" >> \(scratch.root)/starts.log
             if [ "$HOOKBUS_EVENT_TYPE" = client.fails ] && [ "$HOOKBUS_ATTEMPT" = 1 ] && [ "$replay" = 0 ]; then exit 1; fi
             while [ ! -e "\(scratch.root)/go-$HOOKBUS_SEQ-$HOOKBUS_ATTEMPT-$replay" ]; do sleep 0.02; done
+            if [ "$HOOKBUS_EVENT_TYPE" = client.failslowly ] && [ "$HOOKBUS_ATTEMPT" = 1 ] && [ "$replay" = 0 ]; then exit 1; fi
+            exit 0
             """)
         let bed = try await OperatorBed.start(in: scratch, subscribers: """
             [[subscribers]]
@@ -221,6 +223,35 @@ struct OperatorReplayTests {
         try go("\(second)-2-1")
         try await bed.waitUntil("all settled") { try bed.ledger().retries("held").isEmpty && bed.ledger().settled("held", through: second) }
         #expect(bed.lines("starts.log") == ["\(first) 1 0", "\(first) 1 1", "\(second) 1 0", "\(second) 2 0", "\(second) 2 1"])
+
+        // A first attempt under way that fails: the replay goes out at once, as
+        // a replay (attempt 2), and no retry of the failed attempt besides it.
+        let third = try await bed.publish(EventLine.make(type: "client.failslowly", source: "fleet", id: "held-3"))
+        try await bed.waitUntil("the first attempt started") { bed.lines("starts.log").last == "\(third) 1 0" }
+        let replayThird = try await bed.cli("replay", "--from-seq", "\(third)", "--to-seq", "\(third)")
+        #expect(replayThird.status == 0, "\(replayThird)")
+        try go("\(third)-1-0")
+        try await bed.waitUntil("the replay started") { bed.lines("starts.log").count == 7 }
+        #expect(bed.lines("starts.log").last == "\(third) 2 1")
+        try go("\(third)-2-1")
+        try await bed.waitUntil("all settled") { try bed.ledger().retries("held").isEmpty && bed.ledger().settled("held", through: third) }
+
+        // A replay under way, replayed again: delivered once more after it.
+        let fourth = try await bed.publish(EventLine.make(type: "client.added", source: "fleet", id: "held-4"))
+        try go("\(fourth)-1-0")
+        try await bed.waitUntil("the first delivery settled") {
+            try bed.lines("starts.log").count == 8 && bed.ledger().settled("held", through: fourth)
+        }
+        let replayFourth = try await bed.cli("replay", "--from-seq", "\(fourth)", "--to-seq", "\(fourth)")
+        #expect(replayFourth.status == 0, "\(replayFourth)")
+        try await bed.waitUntil("the replay started") { bed.lines("starts.log").count == 9 }
+        let again = try await bed.cli("replay", "--from-seq", "\(fourth)", "--to-seq", "\(fourth)")
+        #expect(again.status == 0, "\(again)")
+        try go("\(fourth)-1-1")  // the second replay finds it there too
+        try await bed.waitUntil("the second replay delivered") {
+            try bed.lines("starts.log").count == 10 && bed.ledger().retries("held").isEmpty
+        }
+        #expect(Array(bed.lines("starts.log").suffix(5)) == ["\(third) 1 0", "\(third) 2 1", "\(fourth) 1 0", "\(fourth) 1 1", "\(fourth) 1 1"])
     }
 
     @Test("replay refuses an unknown subscriber and an empty selection with exit status 1 and says why")

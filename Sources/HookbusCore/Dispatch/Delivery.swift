@@ -40,9 +40,16 @@ public enum LedgerOp: Sendable, Equatable {
     /// A delivery that was retrying (or replayed) has been delivered. With
     /// `keepReplay`, a row that became a replay meanwhile (an operator replayed
     /// the event while this attempt ran) stays, so the replay still happens.
-    case clearRetry(subscriber: String, seq: Int64, keepReplay: Bool = false)
+    /// With `startedFrom` (the `next_attempt_at` of the row the attempt
+    /// started from), a row that no longer has it stays: a replay or a
+    /// dead-letter retry written meanwhile sets it to its own time.
+    case clearRetry(subscriber: String, seq: Int64, keepReplay: Bool = false, startedFrom: Int64? = nil)
     /// Give up: move the delivery to the dead letters with a copy of the event.
-    case deadLetter(subscriber: String, seq: Int64, attempts: Int, error: String, reason: DeadLetterReason, replay: Bool)
+    /// Its retry row goes too, unless `startedFrom` is given and the row no
+    /// longer has it (`clearRetry`); `Int64.min` for an attempt that started
+    /// from no row (a first attempt): a row written meanwhile stays.
+    case deadLetter(subscriber: String, seq: Int64, attempts: Int, error: String, reason: DeadLetterReason, replay: Bool,
+                    startedFrom: Int64? = nil)
 }
 
 public enum DeadLetterReason: String, Sendable, Equatable {

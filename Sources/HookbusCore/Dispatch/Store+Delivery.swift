@@ -44,10 +44,12 @@ extension Store {
                         errors = json_insert(errors, '$[#]', json(?)),
                         first_failed_at = coalesce(first_failed_at, excluded.first_failed_at)
                     """, arguments: [subscriber, seq, attempt, next, error, entry, nowMicros, replay, entry])
-            case .clearRetry(let subscriber, let seq, let keepReplay):
-                try db.cachedStatement(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ? AND (? = 0 OR replay = 0)")
-                    .execute(arguments: [subscriber, seq, keepReplay])
-            case .deadLetter(let subscriber, let seq, let attempts, let error, let reason, let replay):
+            case .clearRetry(let subscriber, let seq, let keepReplay, let startedFrom):
+                try db.cachedStatement(sql: """
+                    DELETE FROM retries WHERE subscriber = ? AND seq = ? AND (? = 0 OR replay = 0)
+                    AND (? IS NULL OR next_attempt_at = ?)
+                    """).execute(arguments: [subscriber, seq, keepReplay, startedFrom, startedFrom])
+            case .deadLetter(let subscriber, let seq, let attempts, let error, let reason, let replay, let startedFrom):
                 let entry = Self.errorEntry(attempt: attempts, error: error, at: nowMicros)
                 try db.execute(sql: """
                     INSERT INTO dead_letters (subscriber, seq, event_id, event_type, event, attempts, errors, last_error,
@@ -59,7 +61,9 @@ extension Store {
                     WHERE o.seq = ?
                     """, arguments: [subscriber, attempts, entry, error, reason.rawValue, nowMicros, nowMicros, replay,
                                      subscriber, seq])
-                try db.execute(sql: "DELETE FROM retries WHERE subscriber = ? AND seq = ?", arguments: [subscriber, seq])
+                try db.cachedStatement(sql: """
+                    DELETE FROM retries WHERE subscriber = ? AND seq = ? AND (? IS NULL OR next_attempt_at = ?)
+                    """).execute(arguments: [subscriber, seq, startedFrom, startedFrom])
             }
         }
         if !cursorOrder.isEmpty {

@@ -215,6 +215,9 @@ final class SubscriberRunner: Sendable {
         /// Rows a replay (or a dead-letter retry) wrote for events whose first
         /// attempt was under way when they were read: due once that attempt ends.
         var replayedInFlight: [Int64: RetryRow] = [:]
+        /// Seqs whose stored row a read of the retry rows left out (a retry under
+        /// way, ops not yet written): read back once they are settled (`loadSkipped`).
+        var skipped = Set<Int64>()
         var nextTick: Int64 = .max
         /// Seqs above the cursor dead-lettered before a restart.
         var settledAbove = Set<Int64>()
@@ -237,10 +240,11 @@ final class SubscriberRunner: Sendable {
         /// events deliver 26-201 of them twice; marking the rows of retries in
         /// flight to be read again when they ended made a replay at concurrency
         /// 8 read the rows after every delivery: 7 minutes for 50,000 events.)
-        /// A replay of such a retry is not lost: a delivered retry's row is
-        /// cleared only if no replay came meanwhile, and the rows kept are read
-        /// back once that write is done (`flushed`); a rescheduled retry keeps
-        /// the row, marked as a replay, and is delivered again after that.
+        /// They are read back once their attempt has ended and its ops are
+        /// written (`loadSkipped`), and a replay written meanwhile is not lost:
+        /// the ops delete a retry row only if it is still the one the attempt
+        /// started from (`startedFrom`). Rows of first attempts under way are
+        /// replays: due once the attempt ends (`replayedInFlight`).
         mutating func loadRetries() {
             let limit = SubscriberRunner.retrySlice
             prefetched.removeAll()
@@ -250,8 +254,10 @@ final class SubscriberRunner: Sendable {
                 var loaded: [RetryRow] = []
                 loaded.reserveCapacity(rows.count)
                 let pending = Set(ops.compactMap(\.retrySeq))
-                for row in rows where retryInFlight[row.seq] == nil && !pending.contains(row.seq) {
-                    if firstInFlight.contains(row.seq) {
+                for row in rows {
+                    if retryInFlight[row.seq] != nil || pending.contains(row.seq) {
+                        skipped.insert(row.seq)
+                    } else if firstInFlight.contains(row.seq) {
                         // Replayed while its first attempt is under way: due once it ends.
                         replayedInFlight[row.seq] = row
                     } else {
@@ -399,13 +405,18 @@ final class SubscriberRunner: Sendable {
                              publish: Bool = true) {
             let name = runner.subscriber.name
             firstInFlight.remove(seq)
-            retryInFlight.removeValue(forKey: seq)
+            // The row the attempt started from, if any: its retry row is deleted
+            // only if still the same (a replay written meanwhile stays).
+            let startedFrom = retryInFlight.removeValue(forKey: seq)?.nextAttemptAt ?? (wasRetry ? nil : Int64.min)
+            // A replay that came during this first attempt: due now, whatever the attempt did.
+            let replayed = replayedInFlight.removeValue(forKey: seq)
             let now = Timestamp.nowMicros()
             switch result {
             case .delivered:
                 runner.stats.recordDelivered(micros: micros)
                 // A retry that was not a replay leaves a replay requested meanwhile in place.
-                if wasRetry { ops.append(.clearRetry(subscriber: name, seq: seq, keepReplay: !replay)) }
+                if wasRetry { ops.append(.clearRetry(subscriber: name, seq: seq, keepReplay: !replay, startedFrom: startedFrom)) }
+                if let replayed { waiting.insert(replayed) }
                 runner.logger.debug("delivered", metadata: ["hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)"])
             case .failed(let error), .rejected(let error), .interrupted(let error):
                 // The subscriber's connection is gone: start nothing more on it.
@@ -415,11 +426,26 @@ final class SubscriberRunner: Sendable {
                 // (what it did not acknowledge goes to nobody): its end records
                 // nothing, dead-letters nothing and announces nothing.
                 if case .interrupted = result, name.hasPrefix("~") { break }
+                // A replay of this event came meanwhile: it goes out now, as a replay.
+                if let replayed {
+                    // Its row (which the ops below leave or update) is due now too.
+                    var row = replayed
+                    row.attempt = max(row.attempt, attempt)
+                    row.lastError = error
+                    ops.append(.scheduleRetry(subscriber: name, seq: seq, attempt: row.attempt, nextAttemptAt: row.nextAttemptAt,
+                                              error: error, replay: true))
+                    waiting.insert(row)
+                    runner.logger.info("attempt failed; a replay of the event is due", metadata: [
+                        "hookbus.seq": "\(seq)", "hookbus.attempt": "\(attempt)", "hookbus.error": "\(error)",
+                    ])
+                    break
+                }
                 var reason: DeadLetterReason?
                 if case .rejected = result { reason = .rejected }
                 if reason == nil && runner.subscriber.retry.exhausted(after: attempt) { reason = .maxAttempts }
                 if let reason {
-                    ops.append(.deadLetter(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason, replay: replay))
+                    ops.append(.deadLetter(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason, replay: replay,
+                                           startedFrom: startedFrom))
                     deadLetters.append(DeadLetterNotice(subscriber: name, seq: seq, attempts: attempt, error: error, reason: reason))
                     runner.stats.update { $0.dead += 1 }
                     runner.logger.warning("dead-lettered", metadata: [
@@ -439,8 +465,6 @@ final class SubscriberRunner: Sendable {
                     ])
                 }
             }
-            // A replay that came during this first attempt is due now.
-            if let replayed = replayedInFlight.removeValue(forKey: seq) { waiting.insert(replayed) }
             if publish {
                 advanceCursor()
                 publishStats()
@@ -558,13 +582,9 @@ final class SubscriberRunner: Sendable {
             guard flushing else { return }  // already settled by `finalFlush`
             flushing = false
             if ok {
-                // Delivered retries whose row stays if a replay came meanwhile.
-                let kept = ops.prefix(count).compactMap { op -> Int64? in
-                    if case .clearRetry(_, let seq, true) = op { seq } else { nil }
-                }
                 ops.removeFirst(count)
                 deadLetters.removeFirst(notices)
-                if !kept.isEmpty && !stopping { loadReplayed(kept) }
+                if !skipped.isEmpty && !stopping { loadSkipped() }
             } else {
                 // Try again in a second, even if nothing else happens meanwhile.
                 noFlushBefore = Timestamp.nowMicros() + 1_000_000
@@ -572,18 +592,23 @@ final class SubscriberRunner: Sendable {
             }
         }
 
-        /// Reads back the rows of `seqs`, delivered retries whose row the write
-        /// left in place because a replay came meanwhile: due now.
-        mutating func loadReplayed(_ seqs: [Int64]) {
+        /// Reads back the rows a read of the retry rows left out (`skipped`)
+        /// whose attempt has ended and whose ops are written: what is stored
+        /// for them now is what this runner knows, or a replay (or dead-letter
+        /// retry) that came meanwhile, due now.
+        mutating func loadSkipped() {
+            let pending = Set(ops.compactMap(\.retrySeq))
+            let settled = skipped.filter { retryInFlight[$0] == nil && !pending.contains($0) }
+            if settled.isEmpty { return }
             do {
-                let pending = Set(ops.compactMap(\.retrySeq))
-                for row in try runner.store.retries(for: runner.subscriber.name, seqs: seqs)
-                where retryInFlight[row.seq] == nil && !pending.contains(row.seq) {
+                let rows = try runner.store.retries(for: runner.subscriber.name, seqs: settled.sorted())
+                skipped.subtract(settled)
+                for row in rows {
                     if firstInFlight.contains(row.seq) { replayedInFlight[row.seq] = row } else { waiting.insert(row) }
                 }
             } catch {
-                // Left for the next read of the rows (a restart at the latest).
-                runner.logger.error("cannot read replayed retries", metadata: ["hookbus.error": "\(error)"])
+                // Tried again after the next write (a restart at the latest).
+                runner.logger.error("cannot read retries back", metadata: ["hookbus.error": "\(error)"])
             }
         }
 
@@ -661,7 +686,7 @@ extension LedgerOp {
     var retrySeq: Int64? {
         switch self {
         case .advanceCursor: nil
-        case .scheduleRetry(_, let seq, _, _, _, _), .clearRetry(_, let seq, _), .deadLetter(_, let seq, _, _, _, _): seq
+        case .scheduleRetry(_, let seq, _, _, _, _), .clearRetry(_, let seq, _, _), .deadLetter(_, let seq, _, _, _, _, _): seq
         }
     }
 }
