@@ -24,7 +24,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
-        // sqlite3_config, which Swift cannot call (it is variadic), and the WAL write-gathering VFS.
+        // sqlite3_config, which Swift cannot call (it is variadic), the WAL write-gathering VFS, and
+        // sem_clockwait (glibc declares it only with _GNU_SOURCE) for the dispatch threads.
         .target(name: "CSQLiteSetup", linkerSettings: [.linkedLibrary("sqlite3")]),
         // The domain: events, validation, wire codec, outbox store, config, retry policy.
         // No sockets and no processes, so it can be tested and embedded on its own.

@@ -31,18 +31,7 @@ public final class SocketClient {
         guard fd >= 0 else { throw Failure(description: "cannot create a socket: \(Self.errorText())") }
         // Before connect: Linux bounds a blocking connect by SO_SNDTIMEO.
         Self.setTimeout(fd, seconds: timeoutSeconds)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let result = withUnixAddress(path) { connect(fd, $0, $1) }
         guard result == 0 else {
             let timedOut = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS
             let text = Self.errorText()

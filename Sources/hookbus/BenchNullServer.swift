@@ -1,3 +1,4 @@
+import HookbusClient
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,16 +18,7 @@ final class BenchNullServer: @unchecked Sendable {
         self.path = path
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = withUnixAddress(path) { bind(fd, $0, $1) }
         guard fd >= 0, bound == 0, listen(fd, 128) == 0 else {
             let text = BenchSocket.errorText()
             if fd >= 0 { close(fd) }

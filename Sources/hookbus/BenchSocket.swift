@@ -1,3 +1,4 @@
+import HookbusClient
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,16 +46,7 @@ final class BenchSocket {
         case .unix(let path):
             guard path.utf8.count < 108 else { throw Failure(description: "socket path \(path) is longer than 107 bytes") }
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            var sun = sockaddr_un()
-            sun.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &sun.sun_path) { raw in
-                let bytes = Array(path.utf8)
-                raw.copyBytes(from: bytes)
-                raw[bytes.count] = 0
-            }
-            let result = withUnsafePointer(to: &sun) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let result = withUnixAddress(path) { connect(fd, $0, $1) }
             guard fd >= 0, result == 0 else {
                 let text = Self.errorText()
                 if fd >= 0 { close(fd) }

@@ -1,4 +1,5 @@
 import Foundation
+import HookbusClient
 import Testing
 
 /// `hookbus dlq list|show|retry|purge` on the dead letters of a real exec

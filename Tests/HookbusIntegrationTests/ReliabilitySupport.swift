@@ -113,20 +113,6 @@ enum ReliabilityDescriptors {
     }
 }
 
-/// Calls `body` with the address of the Unix socket at `path` (for bind or connect).
-func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        let bytes = Array(path.utf8)
-        raw.copyBytes(from: bytes)
-        raw[bytes.count] = 0
-    }
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-}
-
 /// A raw Unix socket connection for hostile clients: writes whatever bytes it
 /// is given, never reads unless asked, and closes when told.
 final class ReliabilityRawConnection {

@@ -15,6 +15,12 @@ public struct RetryRow: Sendable, Equatable {
         self.lastError = lastError
         self.replay = replay
     }
+
+    /// A row of `retries` read with `Store.retryColumns`.
+    init(row: Row) {
+        self.init(seq: row["seq"], attempt: row["attempt"], nextAttemptAt: row["next_attempt_at"],
+                  lastError: row["last_error"], replay: (row["replay"] as Int64) != 0)
+    }
 }
 
 extension Store {
@@ -105,12 +111,9 @@ extension Store {
         if seqs.isEmpty { return [] }
         return try pool.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT seq, attempt, next_attempt_at, last_error, replay FROM retries
+                SELECT \(Self.retryColumns) FROM retries
                 WHERE subscriber = ? AND seq IN (SELECT value FROM json_each(?)) ORDER BY seq
-                """, arguments: [subscriber, "[" + seqs.map(String.init).joined(separator: ",") + "]"]).map {
-                RetryRow(seq: $0["seq"], attempt: $0["attempt"], nextAttemptAt: $0["next_attempt_at"],
-                         lastError: $0["last_error"], replay: ($0["replay"] as Int64) != 0)
-            }
+                """, arguments: [subscriber, "[" + seqs.map(String.init).joined(separator: ",") + "]"]).map(RetryRow.init(row:))
         }
     }
 
@@ -118,14 +121,14 @@ extension Store {
     public func retries(for subscriber: String, limit: Int = 10_000) throws -> [RetryRow] {
         try pool.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT seq, attempt, next_attempt_at, last_error, replay FROM retries
+                SELECT \(Self.retryColumns) FROM retries
                 WHERE subscriber = ? ORDER BY next_attempt_at, seq LIMIT ?
-                """, arguments: [subscriber, limit]).map {
-                RetryRow(seq: $0["seq"], attempt: $0["attempt"], nextAttemptAt: $0["next_attempt_at"],
-                         lastError: $0["last_error"], replay: ($0["replay"] as Int64) != 0)
-            }
+                """, arguments: [subscriber, limit]).map(RetryRow.init(row:))
         }
     }
+
+    /// The columns `RetryRow(row:)` reads.
+    private static let retryColumns = "seq, attempt, next_attempt_at, last_error, replay"
 
     /// Events after `seq`, in order, at most `limit` and about `maxBytes` of
     /// JSON (at least one event): the subscriber filters them.

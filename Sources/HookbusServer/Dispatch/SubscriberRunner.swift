@@ -253,7 +253,7 @@ final class SubscriberRunner: Sendable {
                 retriesTruncated = rows.count == limit
                 var loaded: [RetryRow] = []
                 loaded.reserveCapacity(rows.count)
-                let pending = Set(ops.compactMap(\.retrySeq))
+                let pending = pendingSeqs
                 for row in rows {
                     if retryInFlight[row.seq] != nil || pending.contains(row.seq) {
                         skipped.insert(row.seq)
@@ -270,6 +270,9 @@ final class SubscriberRunner: Sendable {
             }
         }
         var occupancy: Int { inFlight + waiting.count }
+
+        /// Seqs whose retry row ledger ops not yet written (or being written) change.
+        var pendingSeqs: Set<Int64> { Set(ops.compactMap(\.retrySeq)) }
 
         /// Events read ahead for the retries due next (a replay makes
         /// thousands due at once: one read each made a replay take twice as
@@ -597,7 +600,7 @@ final class SubscriberRunner: Sendable {
         /// for them now is what this runner knows, or a replay (or dead-letter
         /// retry) that came meanwhile, due now.
         mutating func loadSkipped() {
-            let pending = Set(ops.compactMap(\.retrySeq))
+            let pending = pendingSeqs
             let settled = skipped.filter { retryInFlight[$0] == nil && !pending.contains($0) }
             if settled.isEmpty { return }
             do {
