@@ -130,6 +130,12 @@ final class SubscriberRunner: Sendable {
                     // waits (a tick that came early, the wall clock stepped back, must
                     // not leave a retry without one).
                     loop.nextTick = .max
+                    // Maybe the tick after a failed read of skipped retry rows (any
+                    // tick will do: another failure arms the next).
+                    if loop.skippedRetryAt != nil, !loop.stopping {
+                        loop.skippedRetryAt = nil
+                        loop.loadSkipped(&group)
+                    }
                 case .reload:
                     loop.loadRetries()
                 case .stop:
@@ -218,6 +224,10 @@ final class SubscriberRunner: Sendable {
         /// Seqs whose stored row a read of the retry rows left out (a retry under
         /// way, ops not yet written): read back once they are settled (`loadSkipped`).
         var skipped = Set<Int64>()
+        /// After a failed read of `skipped`, when it is tried again (µs, a
+        /// tick is armed for it): a runner with nothing else to write must not
+        /// leave those rows unread until its next event.
+        var skippedRetryAt: Int64?
         var nextTick: Int64 = .max
         /// Seqs above the cursor dead-lettered before a restart.
         var settledAbove = Set<Int64>()
@@ -587,7 +597,7 @@ final class SubscriberRunner: Sendable {
             if ok {
                 ops.removeFirst(count)
                 deadLetters.removeFirst(notices)
-                if !skipped.isEmpty && !stopping { loadSkipped() }
+                if !skipped.isEmpty && !stopping { loadSkipped(&group) }
             } else {
                 // Try again in a second, even if nothing else happens meanwhile.
                 noFlushBefore = Timestamp.nowMicros() + 1_000_000
@@ -599,7 +609,7 @@ final class SubscriberRunner: Sendable {
         /// whose attempt has ended and whose ops are written: what is stored
         /// for them now is what this runner knows, or a replay (or dead-letter
         /// retry) that came meanwhile, due now.
-        mutating func loadSkipped() {
+        mutating func loadSkipped(_ group: inout DiscardingTaskGroup) {
             let pending = pendingSeqs
             let settled = skipped.filter { retryInFlight[$0] == nil && !pending.contains($0) }
             if settled.isEmpty { return }
@@ -610,8 +620,13 @@ final class SubscriberRunner: Sendable {
                     if firstInFlight.contains(row.seq) { replayedInFlight[row.seq] = row } else { waiting.insert(row) }
                 }
             } catch {
-                // Tried again after the next write (a restart at the latest).
-                runner.logger.error("cannot read retries back", metadata: ["hookbus.error": "\(error)"])
+                // Tried again in a second, or after the next write if that comes first.
+                runner.logger.error("cannot read retries back; trying again in a second", metadata: ["hookbus.error": "\(error)"])
+                if skippedRetryAt == nil {
+                    let due = Timestamp.nowMicros() + 1_000_000
+                    skippedRetryAt = due
+                    runner.scheduleTick(at: due, in: &group)
+                }
             }
         }
 
