@@ -70,11 +70,11 @@ enum BenchConsumer {
                 let now = BenchClock.realtime()
                 acks.removeAll(keepingCapacity: true)
                 inbox.parse { bytes in
-                    BenchDeliveryLines.scan(bytes) { delivery, sentAt in
+                    BenchDeliveryLines.scan(bytes) { delivery, stamp in
                         acks.append(contentsOf: #"{"op":"ack","delivery":"#.utf8)
                         acks.append(contentsOf: delivery)
                         acks.append(contentsOf: "}\n".utf8)
-                        if let sentAt { result.record(sentAt: sentAt, now: now, measureFrom: measureFrom) }
+                        if let stamp { result.record(sentAt: stamp.sentAt, now: now, measureFrom: measureFrom) }
                     }
                 }
                 if !acks.isEmpty {

@@ -5,14 +5,18 @@ import Glibc
 /// The event the load generator sends, rebuilt in place for each send.
 ///
 ///     {"specversion":"1.0","type":"bench.event","source":"/bench/<run>","id":"<conn>-<n>",
-///      "data":{"t":<send time>,"pad":"xxxx..."}}
+///      "data":{"t":<send time>,"w":<0 or 1>,"pad":"xxxx..."}}
 ///
 /// Every number has a fixed width, so the line is built once and only its
 /// digits change: building an event costs a few dozen byte stores, and the
 /// generator stays cheaper than what it measures. `t` is the intended send
 /// time in nanoseconds on the realtime clock; subscribers subtract it from
-/// their own clock to get publish-to-delivery latency. `source` carries a run
-/// id, so `(source, id)` never repeats across runs against one database.
+/// their own clock to get publish-to-delivery latency. `w` is 1 for an event
+/// sent during the warm-up (`--warmup`): subscribers that keep their own
+/// report (`hookbus bench sink`, the latency-probe hook) count it but leave
+/// it out of their latencies, as the generator does with its own. `source`
+/// carries a run id, so `(source, id)` never repeats across runs against one
+/// database.
 struct BenchEvent {
     static let type = "bench.event"
     /// Digits of `t`: realtime nanoseconds have 19 digits from 2001 to 2286.
@@ -22,6 +26,7 @@ struct BenchEvent {
     private(set) var bytes: [UInt8]
     private let counterAt: Int
     private let timeAt: Int
+    private let warmupAt: Int
     private let randomIDs: Bool
 
     /// - Parameters:
@@ -39,6 +44,9 @@ struct BenchEvent {
         line += Array(#"","data":{"t":"#.utf8)
         let timeAt = line.count
         line += [UInt8](repeating: UInt8(ascii: "1"), count: Self.timeDigits)
+        line += Array(#","w":"#.utf8)
+        let warmupAt = line.count
+        line += [UInt8(ascii: "0")]
         line += Array(#","pad":""#.utf8)
         let tail = Array(#""}}"#.utf8)
         let pad = max(0, size - line.count - tail.count)
@@ -47,6 +55,7 @@ struct BenchEvent {
         self.bytes = line
         self.counterAt = counterAt
         self.timeAt = timeAt
+        self.warmupAt = warmupAt
         self.randomIDs = randomIDs
     }
 
@@ -67,13 +76,14 @@ struct BenchEvent {
         return left * half + right
     }
 
-    /// Sets the event's counter (its `id`) and send time.
-    mutating func set(counter: Int, sentAtRealtime: UInt64) {
-        let (counterAt, timeAt, randomIDs) = (self.counterAt, self.timeAt, self.randomIDs)
+    /// Sets the event's counter (its `id`), send time and warm-up mark.
+    mutating func set(counter: Int, sentAtRealtime: UInt64, warmup: Bool = false) {
+        let (counterAt, timeAt, warmupAt, randomIDs) = (self.counterAt, self.timeAt, self.warmupAt, self.randomIDs)
         bytes.withUnsafeMutableBufferPointer { line in
             Self.writeDigits(randomIDs ? Self.scattered(counter) : UInt64(counter), into: line, at: counterAt,
                              width: Self.counterDigits)
             Self.writeDigits(sentAtRealtime, into: line, at: timeAt, width: Self.timeDigits)
+            line[warmupAt] = warmup ? UInt8(ascii: "1") : UInt8(ascii: "0")
         }
     }
 
@@ -94,6 +104,13 @@ struct BenchEvent {
     /// The send time carried by an event somewhere in `bytes` (a delivery line,
     /// a stream entry, a job body), or nil if it carries none.
     static func sentAt(in bytes: UnsafeRawBufferPointer) -> UInt64? {
+        stamp(in: bytes)?.sentAt
+    }
+
+    /// The send time and warm-up mark carried by an event somewhere in
+    /// `bytes`, or nil if it carries no send time (an event without `w`,
+    /// from an older generator, is not a warm-up event).
+    static func stamp(in bytes: UnsafeRawBufferPointer) -> (sentAt: UInt64, warmup: Bool)? {
         guard let at = find(marker, in: bytes) else { return nil }
         var value: UInt64 = 0
         var index = at + marker.count
@@ -103,10 +120,15 @@ struct BenchEvent {
             index += 1
             digits += 1
         }
-        return digits == timeDigits ? value : nil
+        guard digits == timeDigits else { return nil }
+        let mark = UnsafeRawBufferPointer(rebasing: bytes[index...])
+        let warmup = mark.starts(with: warmupMarker) && mark.count > warmupMarker.count
+            && mark[warmupMarker.count] == UInt8(ascii: "1")
+        return (value, warmup)
     }
 
     private static let marker = Array(#""data":{"t":"#.utf8)
+    private static let warmupMarker = Array(#","w":"#.utf8)
 
     /// The offset of the first occurrence of `needle` in `haystack`.
     static func find(_ needle: [UInt8], in haystack: UnsafeRawBufferPointer) -> Int? {

@@ -253,9 +253,10 @@ struct BenchLoad: ParsableCommand {
             if let failure = result.failure { failures.append("subscriber: \(failure)") }
         }
         if let e2eReport {
-            let (summary, problem) = readSinkReport(e2eReport, expected: acknowledged, until: finishedAt + UInt64(timeout * 1e9))
+            let (summary, received, problem) = readSinkReport(e2eReport, expected: acknowledged,
+                                                              until: finishedAt + UInt64(timeout * 1e9))
             e2eSummary = summary?.count == 0 ? nil : summary
-            e2eMissing = max(0, acknowledged - (summary?.count ?? 0))
+            e2eMissing = max(0, acknowledged - received)
             e2eVia = "the report in \(e2eReport) (a `hookbus bench sink` pipe subscriber or the latency-probe hook)"
             if let problem { failures.append(problem) }
         }
@@ -324,7 +325,8 @@ struct BenchLoad: ParsableCommand {
     }
 
     /// Waits for a sink report that has seen `expected` events and returns its latencies.
-    private func readSinkReport(_ path: String, expected: Int, until deadline: UInt64) -> (BenchLatencySummary?, String?) {
+    private func readSinkReport(_ path: String, expected: Int, until deadline: UInt64)
+        -> (summary: BenchLatencySummary?, received: Int, problem: String?) {
         var last: [String: Any]?
         while true {
             if let data = FileManager.default.contents(atPath: path),
@@ -335,11 +337,14 @@ struct BenchLoad: ParsableCommand {
             if BenchClock.monotonic() >= deadline { break }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        guard let last else { return (nil, "no sink report at \(path)") }
+        guard let last else { return (nil, 0, "no sink report at \(path)") }
         let number = { (key: String) in (last[key] as? NSNumber)?.doubleValue ?? 0 }
-        let summary = BenchLatencySummary(count: Int(number("received")), p50: number("p50"), p99: number("p99"),
-                                          p999: number("p999"), max: number("max"))
-        let problem = summary.count < expected ? "the pipe subscriber got \(summary.count) of \(expected) events" : nil
-        return (summary, problem)
+        // `received` counts every event; those sent during the warm-up (and,
+        // from the probe, those without a send time) are not in the latencies.
+        let received = Int(number("received"))
+        let summary = BenchLatencySummary(count: received - Int(number("warmup")) - Int(number("unmeasured")),
+                                          p50: number("p50"), p99: number("p99"), p999: number("p999"), max: number("max"))
+        let problem = received < expected ? "the pipe subscriber got \(received) of \(expected) events" : nil
+        return (summary, received, problem)
     }
 }

@@ -82,7 +82,7 @@ struct BenchProducer<Wire: BenchWire> {
                     for _ in 0..<batch {
                         let at = plan.interval == nil ? now : intended(sent)
                         sentAt[sent % window] = at
-                        event.set(counter: sent, sentAtRealtime: at &+ plan.realtimeOffset)
+                        event.set(counter: sent, sentAtRealtime: at &+ plan.realtimeOffset, warmup: at < plan.measureFrom)
                         wire.encode(event.bytes, into: &out)
                         sent += 1
                     }

@@ -86,7 +86,7 @@ struct BenchSQLite {
             let time = Array(Timestamp.format(micros: micros).utf8)
             try exec("BEGIN")
             for _ in 0..<rows {
-                event.set(counter: sent, sentAtRealtime: start &+ plan.realtimeOffset)
+                event.set(counter: sent, sentAtRealtime: start &+ plan.realtimeOffset, warmup: start < plan.measureFrom)
                 id.replaceSubrange((id.count - BenchEvent.counterDigits)..., with: event.idCounter)
                 for (index, text) in [id, source, type, time].enumerated() {
                     text.withUnsafeBytes { raw in

@@ -16,7 +16,9 @@ import Glibc
 ///     pipe = ["hookbus", "bench", "sink", "--report", "/tmp/bench/pipe.json"]
 ///
 /// `hookbus bench --e2e-report /tmp/bench/pipe.json` waits for that file to
-/// count the run's events and reports its latencies.
+/// count the run's events and reports its latencies. Events the generator
+/// marked as sent during its warm-up are counted (`received`, `warmup`) but
+/// not measured.
 struct BenchSink: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sink",
@@ -29,12 +31,13 @@ struct BenchSink: ParsableCommand {
         var inbox = BenchInbox()
         var latency = BenchLatency.histogram()
         var received = 0
+        var warmup = 0
         var written = 0
         var lastWrite: UInt64 = 0
         var answers: [UInt8] = []
         signal(SIGPIPE, SIG_IGN)
         // An empty report at once says the subscriber is up: run.sh waits for it.
-        if let report { Self.write(report: report, BenchLatencySummary(latency)) }
+        if let report { Self.write(report: report, received: 0, warmup: 0, latency) }
         while true {
             var entry = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
             let ready = poll(&entry, 1, 200)
@@ -48,14 +51,18 @@ struct BenchSink: ParsableCommand {
                 let now = BenchClock.realtime()
                 answers.removeAll(keepingCapacity: true)
                 inbox.parse { bytes in
-                    BenchDeliveryLines.scan(bytes) { delivery, sentAt in
+                    BenchDeliveryLines.scan(bytes) { delivery, stamp in
                         answers.append(contentsOf: BenchDeliveryLines.prefix)
                         answers.append(contentsOf: delivery)
                         answers.append(contentsOf: #","ok":true}"#.utf8)
                         answers.append(0x0A)
-                        if let sentAt {
+                        if let stamp {
                             received += 1
-                            latency.record(now > sentAt ? now - sentAt : 0)
+                            if stamp.warmup {
+                                warmup += 1
+                            } else {
+                                latency.record(now > stamp.sentAt ? now - stamp.sentAt : 0)
+                            }
                         }
                     }
                 }
@@ -66,12 +73,12 @@ struct BenchSink: ParsableCommand {
             // The report is refreshed at most every 100 ms, and on every quiet poll.
             let now = BenchClock.monotonic()
             if let report, received != written, ready == 0 || now - lastWrite > 100_000_000 {
-                Self.write(report: report, BenchLatencySummary(latency))
+                Self.write(report: report, received: received, warmup: warmup, latency)
                 written = received
                 lastWrite = now
             }
         }
-        if let report { Self.write(report: report, BenchLatencySummary(latency)) }
+        if let report { Self.write(report: report, received: received, warmup: warmup, latency) }
     }
 
     private static func writeAll(_ bytes: [UInt8]) -> Bool {
@@ -86,10 +93,12 @@ struct BenchSink: ParsableCommand {
     }
 
     /// Writes the report next to its place, then renames it, so a reader never sees half a file.
-    private static func write(report path: String, _ summary: BenchLatencySummary) {
+    private static func write(report path: String, received: Int, warmup: Int, _ latency: Histogram<UInt64>) {
+        let summary = BenchLatencySummary(latency)
         var out = JSONWriter(capacity: 160)
         out.beginObject()
-        out.key("received"); out.int(summary.count)
+        out.key("received"); out.int(received)
+        out.key("warmup"); out.int(warmup)
         out.key("p50"); out.double(BenchLatencySummary.rounded(summary.p50))
         out.key("p99"); out.double(BenchLatencySummary.rounded(summary.p99))
         out.key("p999"); out.double(BenchLatencySummary.rounded(summary.p999))
@@ -107,9 +116,10 @@ enum BenchDeliveryLines {
     static let prefix = Array(#"{"delivery":"#.utf8)
 
     /// Calls `body` for every complete delivery line in `bytes`, with the digits
-    /// of its delivery id and the send time its event carries (if it is a bench
-    /// event); other lines are skipped. Returns the bytes used.
-    static func scan(_ bytes: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UInt64?) -> Void) -> Int {
+    /// of its delivery id and the send time and warm-up mark its event carries
+    /// (if it is a bench event); other lines are skipped. Returns the bytes used.
+    static func scan(_ bytes: UnsafeRawBufferPointer,
+                     _ body: (UnsafeRawBufferPointer, (sentAt: UInt64, warmup: Bool)?) -> Void) -> Int {
         var start = 0
         while let newline = memchrIndex(0x0A, in: bytes, from: start) {
             let line = UnsafeRawBufferPointer(rebasing: bytes[start..<newline])
@@ -117,7 +127,7 @@ enum BenchDeliveryLines {
             guard line.starts(with: prefix) else { continue }
             var end = prefix.count
             while end < line.count, line[end] >= UInt8(ascii: "0"), line[end] <= UInt8(ascii: "9") { end += 1 }
-            body(UnsafeRawBufferPointer(rebasing: line[prefix.count..<end]), BenchEvent.sentAt(in: line))
+            body(UnsafeRawBufferPointer(rebasing: line[prefix.count..<end]), BenchEvent.stamp(in: line))
         }
         return start
     }

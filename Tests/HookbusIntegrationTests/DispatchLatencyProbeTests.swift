@@ -12,7 +12,7 @@ struct DispatchLatencyProbeTests {
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
     }
 
-    @Test("events with data.t are measured, others counted as unmeasured; the report is rewritten while the broker runs")
+    @Test("events with data.t are measured, those marked as warm-up (\"w\":1) and those without counted only; the report is rewritten while the broker runs")
     func measuresAndReports() async throws {
         let scratch = try ScratchDirectory()
         defer { scratch.cleanUp() }
@@ -30,14 +30,16 @@ struct DispatchLatencyProbeTests {
         let sentAt = (UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)) - 5_000_000
         var lines = (0..<20).map { EventLine.make(type: "probe.tick", source: "probe", id: "t\($0)", data: #"{"t":\#(sentAt),"pad":"x"}"#) }
         lines.append(EventLine.make(type: "probe.tick", source: "probe", id: "no-time", data: #"{"n":1}"#))
+        // Sent during a warm-up an hour ago: counted, and the latencies stay under a minute.
+        lines.append(EventLine.make(type: "probe.tick", source: "probe", id: "warm", data: #"{"t":\#(sentAt - 3_600_000_000_000),"w":1,"pad":"x"}"#))
         lines.append(EventLine.make(type: "other.thing", source: "probe", id: "not-mine", data: #"{"t":1}"#))
         _ = try await bed.publish(lines)
 
-        try await bed.waitUntil("the probe reports 21 events") {
-            (Self.report(path)?["received"] as? Int) == 21
+        try await bed.waitUntil("the probe reports 22 events") {
+            (Self.report(path)?["received"] as? Int) == 22
         }
         let first = try #require(Self.report(path))
-        #expect(first["unmeasured"] as? Int == 1, "\(first)")
+        #expect(first["unmeasured"] as? Int == 1 && first["warmup"] as? Int == 1, "\(first)")
         let p50 = try #require(first["p50"] as? Double)
         let maximum = try #require(first["max"] as? Double)
         #expect(p50 >= 5000 && maximum >= p50 && maximum < 60_000_000, "latencies in µs from data.t: \(first)")
@@ -46,11 +48,11 @@ struct DispatchLatencyProbeTests {
         _ = try await bed.publish((0..<3).map {
             EventLine.make(type: "probe.tick", source: "probe", id: "later\($0)", data: #"{"t":\#(sentAt),"pad":"y"}"#)
         })
-        try await bed.waitUntil("the probe reports 24 events") {
-            (Self.report(path)?["received"] as? Int) == 24
+        try await bed.waitUntil("the probe reports 25 events") {
+            (Self.report(path)?["received"] as? Int) == 25
         }
         let second = try #require(Self.report(path))
-        #expect(second["unmeasured"] as? Int == 1, "\(second)")
+        #expect(second["unmeasured"] as? Int == 1 && second["warmup"] as? Int == 1, "\(second)")
         #expect((second["p50"] as? Double ?? 0) >= 5000, "\(second)")
 
     }

@@ -240,11 +240,11 @@ for run in $(seq "$RUNS"); do
     E2E=(--connections 4 --window 64 --rate 20000 "${THROUGHPUT[@]}" --e2e --drain-timeout 10s)
     start_hookbusd; bench e2e-20k hookbus "$run" "${E2E[@]}"
     start_redis; bench e2e-20k redis "$run" "${E2E[@]}"
-    # The same rate to the in-process latency-probe hook (its report counts every
-    # event, so no warm-up here).
+    # The same rate to the in-process latency-probe hook, with the same warm-up
+    # (events sent during it carry "w":1, and the hook leaves them out).
     rm -f "$WORK/probe-report.json"
     start_hookbusd "$HOOK_CONFIG"
-    bench e2e-20k-hook hookbus "$run" --connections 4 --window 64 --rate 20000 --duration "${SECS}s" \
+    bench e2e-20k-hook hookbus "$run" --connections 4 --window 64 --rate 20000 "${THROUGHPUT[@]}" \
         --e2e-report "$WORK/probe-report.json" --drain-timeout 10s
 
     # A pipe subscriber at 5k events/s.
@@ -252,7 +252,7 @@ for run in $(seq "$RUNS"); do
     start_hookbusd "$PIPE_CONFIG"
     # The sink writes an empty report once it runs: measure from then, not its start-up.
     wait_for "the pipe subscriber" "$WORK/hookbusd.log" test -e "$WORK/pipe-report.json"
-    bench pipe-5k hookbus "$run" --connections 1 --window 64 --rate 5000 --duration "${SECS}s" \
+    bench pipe-5k hookbus "$run" --connections 1 --window 64 --rate 5000 "${THROUGHPUT[@]}" \
         --e2e-report "$WORK/pipe-report.json" --drain-timeout 10s
 
     # An exec subscriber (`cat`, one process per event): deliveries/s.

@@ -7,7 +7,9 @@ import Glibc
 /// Measures publish-to-delivery latency inside the broker: for every event
 /// whose `data` starts with `"t": <send time>` (nanoseconds since the Unix
 /// epoch, as `hookbus bench` sends), it records the time from then to the
-/// moment the hook runs, and keeps a report file with the percentiles.
+/// moment the hook runs, and keeps a report file with the percentiles. An
+/// event whose `t` is followed by `"w":1` was sent during the generator's
+/// warm-up: it is counted, not measured.
 ///
 ///     [[subscribers]]
 ///     name = "probe"
@@ -18,8 +20,9 @@ import Glibc
 /// The report (rewritten atomically within two `interval_ms`, 100 by
 /// default, after events stop coming, every ten intervals while they keep
 /// coming, and when dispatch stops) is one JSON object:
-/// `{"received":N,"unmeasured":M,"p50":µs,"p99":µs,"p999":µs,"max":µs}`;
-/// `hookbus bench --e2e-report FILE` reads it.
+/// `{"received":N,"warmup":W,"unmeasured":M,"p50":µs,"p99":µs,"p999":µs,"max":µs}`
+/// (`received` counts every event: W warm-up events and M without a send time
+/// among them); `hookbus bench --e2e-report FILE` reads it.
 ///
 /// Options: `report` (required), `interval_ms` (100).
 public struct LatencyProbeHook: Hook {
@@ -43,6 +46,7 @@ public struct LatencyProbeHook: Hook {
         var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: LatencyProbeHook.longest,
                                         numberOfSignificantValueDigits: .three)
         var unmeasured = 0
+        var warmup = 0
         /// Events counted since the report was last written.
         var unreported = 0
         /// Events counted since `run` last looked.
@@ -72,9 +76,11 @@ public struct LatencyProbeHook: Hook {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let nanos = UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
-        let sentAt = Self.sentAt(in: event.json)
+        let stamp = Self.stamp(in: event.json)
         box.tally.withLock { tally in
-            if let sentAt {
+            if let stamp, stamp.warmup {
+                tally.warmup += 1
+            } else if let sentAt = stamp?.sentAt {
                 // Beyond an hour (a clock far off, an old replayed event) counts as an hour.
                 tally.latency.record(min(nanos > sentAt ? nanos - sentAt : 0, Self.longest))
             } else {
@@ -110,17 +116,18 @@ public struct LatencyProbeHook: Hook {
         // lock, and added to the reported ones after it: the hook waits for
         // neither the merge nor the percentiles (they walk the counts).
         var recent = Tally().latency
-        let unmeasured = box.tally.withLock { tally -> Int? in
+        let counts = box.tally.withLock { tally -> (unmeasured: Int, warmup: Int)? in
             if tally.unreported == 0 { return nil }
             tally.unreported = 0
             swap(&tally.latency, &recent)
-            defer { tally.unmeasured = 0 }
-            return tally.unmeasured
+            defer { (tally.unmeasured, tally.warmup) = (0, 0) }
+            return (tally.unmeasured, tally.warmup)
         }
-        guard let unmeasured else { return }
+        guard let counts else { return }
         let text = box.reported.withLock { reported in
             reported.latency.add(recent)
-            reported.unmeasured += unmeasured
+            reported.unmeasured += counts.unmeasured
+            reported.warmup += counts.warmup
             return Self.render(reported)
         }
         do {
@@ -137,7 +144,8 @@ public struct LatencyProbeHook: Hook {
         let micros = { (value: UInt64) -> Double in (Double(value) / 100).rounded() / 10 }
         var out = JSONWriter(capacity: 160)
         out.beginObject()
-        out.key("received"); out.int(Int(tally.latency.totalCount) + tally.unmeasured)
+        out.key("received"); out.int(Int(tally.latency.totalCount) + tally.unmeasured + tally.warmup)
+        out.key("warmup"); out.int(tally.warmup)
         out.key("unmeasured"); out.int(tally.unmeasured)
         out.key("p50"); out.double(micros(tally.latency.valueAtPercentile(50)))
         out.key("p99"); out.double(micros(tally.latency.valueAtPercentile(99)))
@@ -148,11 +156,13 @@ public struct LatencyProbeHook: Hook {
     }
 
     private static let marker = Array(#""data":{"t":"#.utf8)
+    private static let warmupMarker = Array(#","w":1"#.utf8)
 
-    /// The send time in `data.t`, if the event's `data` starts with it.
-    static func sentAt(in json: String) -> UInt64? {
+    /// The send time in `data.t`, if the event's `data` starts with it, and
+    /// whether `"w":1` follows it (an event sent during the warm-up).
+    static func stamp(in json: String) -> (sentAt: UInt64, warmup: Bool)? {
         var json = json
-        return json.withUTF8 { bytes -> UInt64? in
+        return json.withUTF8 { bytes -> (sentAt: UInt64, warmup: Bool)? in
             guard bytes.count > marker.count else { return nil }
             var index = 0
             let last = bytes.count - marker.count
@@ -169,7 +179,9 @@ public struct LatencyProbeHook: Hook {
                     cursor += 1
                     digits += 1
                 }
-                return digits > 0 && digits < 20 ? value : nil
+                guard digits > 0 && digits < 20 else { return nil }
+                let rest = UnsafeBufferPointer(rebasing: bytes[cursor...])
+                return (value, rest.starts(with: warmupMarker))
             }
             return nil
         }
