@@ -122,8 +122,9 @@ struct BenchEvent {
         }
         guard digits == timeDigits else { return nil }
         let mark = UnsafeRawBufferPointer(rebasing: bytes[index...])
-        let warmup = mark.starts(with: warmupMarker) && mark.count > warmupMarker.count
+        let warmup = mark.starts(with: warmupMarker) && mark.count > warmupMarker.count + 1
             && mark[warmupMarker.count] == UInt8(ascii: "1")
+            && (mark[warmupMarker.count + 1] == UInt8(ascii: ",") || mark[warmupMarker.count + 1] == UInt8(ascii: "}"))
         return (value, warmup)
     }
 

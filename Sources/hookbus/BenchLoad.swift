@@ -339,11 +339,12 @@ struct BenchLoad: ParsableCommand {
         }
         guard let last else { return (nil, 0, "no sink report at \(path)") }
         let number = { (key: String) in (last[key] as? NSNumber)?.doubleValue ?? 0 }
-        // `received` counts every event; those sent during the warm-up (and,
-        // from the probe, those without a send time) are not in the latencies.
+        // `received` counts every event, `measured` those in the latencies
+        // (not those sent during the warm-up, nor, from the probe, those
+        // without a send time).
         let received = Int(number("received"))
-        let summary = BenchLatencySummary(count: received - Int(number("warmup")) - Int(number("unmeasured")),
-                                          p50: number("p50"), p99: number("p99"), p999: number("p999"), max: number("max"))
+        let summary = BenchLatencySummary(count: Int(number("measured")), p50: number("p50"), p99: number("p99"),
+                                          p999: number("p999"), max: number("max"))
         let problem = received < expected ? "the pipe subscriber got \(received) of \(expected) events" : nil
         return (summary, received, problem)
     }

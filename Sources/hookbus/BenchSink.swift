@@ -99,6 +99,7 @@ struct BenchSink: ParsableCommand {
         out.beginObject()
         out.key("received"); out.int(received)
         out.key("warmup"); out.int(warmup)
+        out.key("measured"); out.int(summary.count)
         out.key("p50"); out.double(BenchLatencySummary.rounded(summary.p50))
         out.key("p99"); out.double(BenchLatencySummary.rounded(summary.p99))
         out.key("p999"); out.double(BenchLatencySummary.rounded(summary.p999))

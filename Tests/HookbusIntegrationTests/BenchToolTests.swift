@@ -73,7 +73,8 @@ struct BenchToolTests {
 
         // The probe: every event received, the warm-up ones not measured.
         let probe = try JSONText.object(try #require(bed.contents("probe.json")))
-        #expect(probe["received"] as? Int == sent && probe["warmup"] as? Int == warm && probe["unmeasured"] as? Int == 0, "\(probe)")
+        #expect(probe["received"] as? Int == sent && probe["warmup"] as? Int == warm && probe["unmeasured"] as? Int == 0
+                && probe["measured"] as? Int == sent - warm, "\(probe)")
         let e2e = try #require(report["e2e_us"] as? [String: Any], "\(run.stdout)")
         #expect(e2e["count"] as? Int == sent - warm && report["e2e_missing"] as? Int == 0, "\(run.stdout)")
 
@@ -82,6 +83,6 @@ struct BenchToolTests {
             bed.contents("sink.json").flatMap { try? JSONText.object($0) }?["received"] as? Int == sent
         }
         let sink = try JSONText.object(try #require(bed.contents("sink.json")))
-        #expect(sink["warmup"] as? Int == warm, "\(sink)")
+        #expect(sink["warmup"] as? Int == warm && sink["measured"] as? Int == sent - warm, "\(sink)")
     }
 }

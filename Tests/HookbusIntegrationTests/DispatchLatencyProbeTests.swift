@@ -39,7 +39,7 @@ struct DispatchLatencyProbeTests {
             (Self.report(path)?["received"] as? Int) == 22
         }
         let first = try #require(Self.report(path))
-        #expect(first["unmeasured"] as? Int == 1 && first["warmup"] as? Int == 1, "\(first)")
+        #expect(first["unmeasured"] as? Int == 1 && first["warmup"] as? Int == 1 && first["measured"] as? Int == 20, "\(first)")
         let p50 = try #require(first["p50"] as? Double)
         let maximum = try #require(first["max"] as? Double)
         #expect(p50 >= 5000 && maximum >= p50 && maximum < 60_000_000, "latencies in µs from data.t: \(first)")

@@ -20,9 +20,9 @@ import Glibc
 /// The report (rewritten atomically within two `interval_ms`, 100 by
 /// default, after events stop coming, every ten intervals while they keep
 /// coming, and when dispatch stops) is one JSON object:
-/// `{"received":N,"warmup":W,"unmeasured":M,"p50":µs,"p99":µs,"p999":µs,"max":µs}`
-/// (`received` counts every event: W warm-up events and M without a send time
-/// among them); `hookbus bench --e2e-report FILE` reads it.
+/// `{"received":N,"warmup":W,"unmeasured":U,"measured":M,"p50":µs,...,"max":µs}`
+/// (`received` counts every event: W sent during the warm-up, U without a
+/// send time, M in the latencies); `hookbus bench --e2e-report FILE` reads it.
 ///
 /// Options: `report` (required), `interval_ms` (100).
 public struct LatencyProbeHook: Hook {
@@ -147,6 +147,7 @@ public struct LatencyProbeHook: Hook {
         out.key("received"); out.int(Int(tally.latency.totalCount) + tally.unmeasured + tally.warmup)
         out.key("warmup"); out.int(tally.warmup)
         out.key("unmeasured"); out.int(tally.unmeasured)
+        out.key("measured"); out.int(Int(tally.latency.totalCount))
         out.key("p50"); out.double(micros(tally.latency.valueAtPercentile(50)))
         out.key("p99"); out.double(micros(tally.latency.valueAtPercentile(99)))
         out.key("p999"); out.double(micros(tally.latency.valueAtPercentile(99.9)))
@@ -181,7 +182,9 @@ public struct LatencyProbeHook: Hook {
                 }
                 guard digits > 0 && digits < 20 else { return nil }
                 let rest = UnsafeBufferPointer(rebasing: bytes[cursor...])
-                return (value, rest.starts(with: warmupMarker))
+                let warmup = rest.starts(with: warmupMarker) && rest.count > warmupMarker.count
+                    && (rest[warmupMarker.count] == UInt8(ascii: ",") || rest[warmupMarker.count] == UInt8(ascii: "}"))
+                return (value, warmup)
             }
             return nil
         }

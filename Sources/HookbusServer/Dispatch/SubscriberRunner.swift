@@ -20,6 +20,8 @@ final class SubscriberRunner: Sendable {
         /// The run under way ended: the results of the deliveries it started, in order.
         case ran([RunResult])
         case tick
+        /// A second after a failed read of skipped retry rows: read them again.
+        case readSkippedAgain
         /// A background write of `count` ledger ops (and `notices` dead-letter
         /// announcements) ended.
         case flushed(count: Int, notices: Int, ok: Bool)
@@ -130,12 +132,10 @@ final class SubscriberRunner: Sendable {
                     // waits (a tick that came early, the wall clock stepped back, must
                     // not leave a retry without one).
                     loop.nextTick = .max
-                    // Maybe the tick after a failed read of skipped retry rows (any
-                    // tick will do: another failure arms the next).
-                    if loop.skippedRetryAt != nil, !loop.stopping {
-                        loop.skippedRetryAt = nil
-                        loop.loadSkipped(&group)
-                    }
+                case .readSkippedAgain:
+                    // One armed at a time; another failure arms the next.
+                    loop.readSkippedArmed = false
+                    if !loop.stopping { loop.loadSkipped(&group) }
                 case .reload:
                     loop.loadRetries()
                 case .stop:
@@ -187,13 +187,13 @@ final class SubscriberRunner: Sendable {
         }
     }
 
-    fileprivate func scheduleTick(at micros: Int64, in group: inout DiscardingTaskGroup) {
+    fileprivate func scheduleTick(at micros: Int64, in group: inout DiscardingTaskGroup, message: Message = .tick) {
         let mailbox = self.mailbox
         let delay = max(0, micros - Timestamp.nowMicros())
         group.addTask {
             do {
                 try await Task.sleep(for: .microseconds(delay))
-                mailbox.yield(.tick)
+                mailbox.yield(message)
             } catch {}
         }
     }
@@ -224,10 +224,10 @@ final class SubscriberRunner: Sendable {
         /// Seqs whose stored row a read of the retry rows left out (a retry under
         /// way, ops not yet written): read back once they are settled (`loadSkipped`).
         var skipped = Set<Int64>()
-        /// After a failed read of `skipped`, when it is tried again (µs, a
-        /// tick is armed for it): a runner with nothing else to write must not
-        /// leave those rows unread until its next event.
-        var skippedRetryAt: Int64?
+        /// A failed read of `skipped` is tried again a second later
+        /// (`readSkippedAgain`, one armed at a time): a runner with nothing
+        /// else to write must not leave those rows unread until its next event.
+        var readSkippedArmed = false
         var nextTick: Int64 = .max
         /// Seqs above the cursor dead-lettered before a restart.
         var settledAbove = Set<Int64>()
@@ -622,10 +622,9 @@ final class SubscriberRunner: Sendable {
             } catch {
                 // Tried again in a second, or after the next write if that comes first.
                 runner.logger.error("cannot read retries back; trying again in a second", metadata: ["hookbus.error": "\(error)"])
-                if skippedRetryAt == nil {
-                    let due = Timestamp.nowMicros() + 1_000_000
-                    skippedRetryAt = due
-                    runner.scheduleTick(at: due, in: &group)
+                if !readSkippedArmed {
+                    readSkippedArmed = true
+                    runner.scheduleTick(at: Timestamp.nowMicros() + 1_000_000, in: &group, message: .readSkippedAgain)
                 }
             }
         }
