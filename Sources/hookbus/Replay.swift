@@ -104,7 +104,8 @@ struct Replay: ParsableCommand {
         }
         let store: Store
         do {
-            store = try Store(path: db, durability: settings.durability)
+            // A replay never appends: the outbox's keys are not read.
+            store = try Store(path: db, durability: settings.durability, appends: false)
         } catch where error.kind == .locked {
             throw CLIError(message: "\(error); use --socket to replay through the running broker", code: 1)
         } catch {

@@ -291,6 +291,28 @@ struct StoreTests {
         try store.close()
     }
 
+    @Test("a store opened with appends: false (hookbus replay --db) does not read the outbox's keys; one that appends does")
+    func operatorStoreSkipsKeys() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = databasePath(in: directory)
+        do {
+            let store = try Store(path: path, durability: .normal)
+            _ = try store.append((0..<50).map { makeEvent(id: "e\($0)") })
+            try store.close()
+        }
+        do {
+            let store = try Store(path: path, durability: .normal, appends: false)
+            #expect(!store.appends && store.keyCount == 0)
+            #expect(try store.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") } == 50)
+            try store.close()
+        }
+        let store = try Store(path: path, durability: .normal)
+        #expect(store.appends && store.keyCount == 50)
+        #expect(try store.append([makeEvent(id: "e7")]) == [.duplicate(seq: 8, id: "e7")])
+        try store.close()
+    }
+
     @Test("a transaction that does not commit takes its keys back: the same event is stored afterwards, not called a duplicate of a row that is not there")
     func keysOfARolledBackTransaction() throws {
         let directory = try makeTemporaryDirectory()

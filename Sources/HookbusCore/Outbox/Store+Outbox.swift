@@ -26,7 +26,9 @@ extension Store {
     /// The hot path of ingest: prepared statements bound through the sqlite3
     /// C API, up to `rowsPerInsert` events per statement.
     public func append(_ events: [NewEvent], in db: Database) throws -> [AppendOutcome] {
-        try keys.withLock { keys in try Self.append(events, in: db, keys: &keys) }
+        // Without its keys it would store a resend twice: a programming error.
+        precondition(appends, "Store.append on a store opened with appends: false")
+        return try keys.withLock { keys in try Self.append(events, in: db, keys: &keys) }
     }
 
     /// `append`, with the idempotency entries in `keys`. Each event's
