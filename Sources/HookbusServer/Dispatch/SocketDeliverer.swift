@@ -23,14 +23,17 @@ final class SocketDeliverer: Deliverer {
         var book = AnswerBook()
         var closed = false
         var closedReason = ""
+        /// Delivery lines not yet taken by `run`, in the order they started.
+        var lines: [[UInt8]] = []
     }
 
     let name: String
     let timeout: Duration
     private let outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>
     private let state = Mutex(State())
-    private let lines: AsyncStream<[UInt8]>
-    private let queue: AsyncStream<[UInt8]>.Continuation
+    /// Rung when `lines` stops being empty; `run` then takes all of them.
+    private let doorbell: AsyncStream<Void>
+    private let ring: AsyncStream<Void>.Continuation
 
     private let deadlines: Deadlines
     /// Lines queued and not yet taken by the channel (two atomic operations a
@@ -54,7 +57,7 @@ final class SocketDeliverer: Deliverer {
         self.logger = logger
         self.outbound = outbound
         self.disconnect = disconnect
-        (lines, queue) = AsyncStream<[UInt8]>.makeStream()
+        (doorbell, ring) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     var usesGlobalLimit: Bool { false }
@@ -62,17 +65,18 @@ final class SocketDeliverer: Deliverer {
     var accepting: Bool { state.withLock { !$0.closed } }
 
     func prepare(_ delivery: Delivery) -> Int {
-        let (id, queued) = state.withLock { state -> (Int, Bool) in
+        let (id, queued, first) = state.withLock { state -> (Int, Bool, Bool) in
             let id = state.nextID
             state.nextID += 1
             state.book.opened(id)
             if state.closed {
                 _ = state.book.answer(id, .interrupted(state.closedReason))
-                return (id, false)
+                return (id, false, false)
             }
-            queue.yield(Reply.delivery(id: id, delivery))
-            return (id, true)
+            state.lines.append(Reply.delivery(id: id, delivery))
+            return (id, true, state.lines.count == 1)
         }
+        if first { ring.yield() }
         if queued && unwritten.add(1, ordering: .relaxed).newValue > unwrittenLimit { stoppedReading() }
         return id
     }
@@ -88,15 +92,24 @@ final class SocketDeliverer: Deliverer {
         disconnect()
     }
 
-    /// Writes the queued delivery lines, in order, until the connection ends.
+    /// Writes the queued delivery lines, in order, until the connection ends:
+    /// all the lines queued since the last write in one write (the events of
+    /// one commit, say), not a write and a flush each.
     func run() async {
-        for await line in lines {
-            do {
-                try await outbound.write(.bytes(ByteBuffer(bytes: line)))
-                unwritten.subtract(1, ordering: .relaxed)
-            } catch {
-                close()
-                break
+        for await _ in doorbell {
+            while true {
+                var batch: [[UInt8]] = []
+                state.withLock { swap(&$0.lines, &batch) }
+                if batch.isEmpty { break }
+                var buffer = ByteBufferAllocator().buffer(capacity: batch.reduce(0) { $0 + $1.count })
+                for line in batch { buffer.writeBytes(line) }
+                do {
+                    try await outbound.write(.bytes(buffer))
+                    unwritten.subtract(batch.count, ordering: .relaxed)
+                } catch {
+                    close()
+                    return
+                }
             }
         }
     }
@@ -135,7 +148,7 @@ final class SocketDeliverer: Deliverer {
             return state.book.answerAll(.interrupted(reason))
         }
         guard let waiting else { return false }
-        queue.finish()
+        ring.finish()
         for waiter in waiting { waiter.resume(returning: .interrupted(reason)) }
         return true
     }
