@@ -84,6 +84,32 @@ struct OperatorSocketSubscriberTests {
         withExtendedLifetime(second) {}
     }
 
+    @Test("many events committed together reach a subscriber whole and in seq order (the lines of a commit go out in writes of up to 64 KiB)")
+    func manyInOrder() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let bed = try await OperatorBed.start(in: scratch, subscribers: "")
+        let session = try SocketSession(bed.broker.socketPath)
+        let accepted = try await onThread { try session.subscribe(name: nil, types: ["bulk.*"], window: 1024) }
+        try #require(accepted.ok, "\(accepted)")
+        // 1 KB events, published 64 at a time: a commit's lines pass 64 KiB.
+        let pad = String(repeating: "x", count: 1000)
+        let seqs = try await bed.publish((0..<600).map {
+            EventLine.make(type: "bulk.item", source: "bulk", id: "b\($0)", data: #"{"pad":"\#(pad)"}"#)
+        })
+        let got = try await onThread {
+            try (0..<600).map { _ in
+                let delivery = try session.nextDelivery()
+                try session.ack(delivery)
+                return delivery
+            }
+        }
+        #expect(got.map(\.seq) == seqs, "every event once, in seq order")
+        #expect(got.map(\.eventID) == (0..<600).map { "b\($0)" })
+        #expect(got.allSatisfy { $0.attempt == 1 }, "no delivery was retried")
+        withExtendedLifetime(session) {}
+    }
+
     @Test("a subscriber that stops reading is disconnected once two windows of lines wait behind its full socket; its deliveries are retried, and it gets them after reconnecting")
     func disconnectedWhenItStopsReading() async throws {
         let scratch = try ScratchDirectory()
