@@ -23,17 +23,14 @@ final class SocketDeliverer: Deliverer {
         var book = AnswerBook()
         var closed = false
         var closedReason = ""
-        /// Delivery lines not yet taken by `run`, in the order they started.
-        var lines: [[UInt8]] = []
     }
 
     let name: String
     let timeout: Duration
     private let outbound: NIOAsyncChannelOutboundWriter<ConnectionOutput>
     private let state = Mutex(State())
-    /// Rung when `lines` stops being empty; `run` then takes all of them.
-    private let doorbell: AsyncStream<Void>
-    private let ring: AsyncStream<Void>.Continuation
+    /// The delivery lines not yet taken by the channel, in the order they started.
+    private let lines = LineQueue()
 
     private let deadlines: Deadlines
     /// Lines queued and not yet taken by the channel (an atomic operation a
@@ -57,7 +54,6 @@ final class SocketDeliverer: Deliverer {
         self.logger = logger
         self.outbound = outbound
         self.disconnect = disconnect
-        (doorbell, ring) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     var usesGlobalLimit: Bool { false }
@@ -65,18 +61,18 @@ final class SocketDeliverer: Deliverer {
     var accepting: Bool { state.withLock { !$0.closed } }
 
     func prepare(_ delivery: Delivery) -> Int {
-        let (id, queued, first) = state.withLock { state -> (Int, Bool, Bool) in
+        let (id, queued) = state.withLock { state -> (Int, Bool) in
             let id = state.nextID
             state.nextID += 1
             state.book.opened(id)
             if state.closed {
                 _ = state.book.answer(id, .interrupted(state.closedReason))
-                return (id, false, false)
+                return (id, false)
             }
-            state.lines.append(Reply.delivery(id: id, delivery))
-            return (id, true, state.lines.count == 1)
+            // Pushed under the lock: lines go out in the order their ids were given.
+            lines.push(Reply.delivery(id: id, delivery))
+            return (id, true)
         }
-        if first { ring.yield() }
         if queued && unwritten.add(1, ordering: .relaxed).newValue > unwrittenLimit { stoppedReading() }
         return id
     }
@@ -92,40 +88,21 @@ final class SocketDeliverer: Deliverer {
         disconnect()
     }
 
-    /// Writes the queued delivery lines, in order, until the connection ends:
-    /// the lines queued since the last write together (the events of one
-    /// commit, say), not a write and a flush each, in writes of at most
-    /// `writeBytes` (each waits until the channel takes it, so a client that
-    /// stops reading holds at most that much more in the channel than before).
+    /// Writes the queued delivery lines, in order, until the connection ends
+    /// (`LineQueue`: a write waits until the channel takes it, so a client
+    /// that stops reading holds at most one write more in the channel).
     func run() async {
-        for await _ in doorbell {
-            while true {
-                var batch: [[UInt8]] = []
-                state.withLock { swap(&$0.lines, &batch) }
-                if batch.isEmpty { break }
-                var start = 0
-                while start < batch.count {
-                    var buffer = ByteBufferAllocator().buffer(capacity: min(Self.writeBytes, batch[start].count))
-                    var end = start
-                    while end < batch.count, end == start || buffer.readableBytes + batch[end].count <= Self.writeBytes {
-                        buffer.writeBytes(batch[end])
-                        end += 1
-                    }
-                    do {
-                        try await outbound.write(.bytes(buffer))
-                        unwritten.subtract(end - start, ordering: .relaxed)
-                    } catch {
-                        close()
-                        return
-                    }
-                    start = end
-                }
+        do {
+            try await lines.run { batch in
+                var buffer = ByteBufferAllocator().buffer(capacity: batch.reduce(0) { $0 + $1.count })
+                for line in batch { buffer.writeBytes(line) }
+                try await outbound.write(.bytes(buffer))
+                unwritten.subtract(batch.count, ordering: .relaxed)
             }
+        } catch {
+            close()
         }
     }
-
-    /// The most one write of delivery lines carries (but a longer line alone).
-    static let writeBytes = 64 * 1024
 
     func deliver(_ delivery: Delivery, ticket id: Int) async -> AttemptResult {
         await awaitAnswer(
@@ -161,7 +138,7 @@ final class SocketDeliverer: Deliverer {
             return state.book.answerAll(.interrupted(reason))
         }
         guard let waiting else { return false }
-        ring.finish()
+        lines.finish()
         for waiter in waiting { waiter.resume(returning: .interrupted(reason)) }
         return true
     }
