@@ -92,7 +92,8 @@ struct OperatorSocketSubscriberTests {
         let session = try SocketSession(bed.broker.socketPath)
         let accepted = try await onThread { try session.subscribe(name: nil, types: ["bulk.*"], window: 1024) }
         try #require(accepted.ok, "\(accepted)")
-        // 1 KB events, published 64 at a time: a commit's lines pass 64 KiB.
+        // 1 KB events, up to 64 in flight: a commit of most of them passes 64 KiB
+        // (how the lines are split is LineQueueTests' own; here: none lost or reordered).
         let pad = String(repeating: "x", count: 1000)
         let seqs = try await bed.publish((0..<600).map {
             EventLine.make(type: "bulk.item", source: "bulk", id: "b\($0)", data: #"{"pad":"\#(pad)"}"#)

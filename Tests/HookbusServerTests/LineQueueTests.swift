@@ -2,7 +2,7 @@
 import Synchronization
 import Testing
 
-/// The queue of delivery lines behind a pipe process or a socket subscriber.
+/// The queue of delivery lines behind a socket subscriber.
 @Suite("LineQueue: lines written in batches")
 struct LineQueueTests {
     final class Record: Sendable {
