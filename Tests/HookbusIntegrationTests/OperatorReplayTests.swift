@@ -254,6 +254,40 @@ struct OperatorReplayTests {
         #expect(Array(bed.lines("starts.log").suffix(5)) == ["\(third) 1 0", "\(third) 2 1", "\(fourth) 1 0", "\(fourth) 1 1", "\(fourth) 1 1"])
     }
 
+    @Test("a replay that came during a retry is delivered even when reading it back fails a few times: read again every second, with nothing else happening")
+    func skippedReadRetried() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        // The first attempt fails; later ones wait for their go-file.
+        let hold = try scratch.write("hold.sh", """
+            cat > /dev/null
+            replay=${HOOKBUS_REPLAY:-0}
+            echo "$HOOKBUS_SEQ $HOOKBUS_ATTEMPT $replay" >> \(scratch.root)/starts.log
+            if [ "$HOOKBUS_ATTEMPT" = 1 ] && [ "$replay" = 0 ]; then exit 1; fi
+            while [ ! -e "\(scratch.root)/go-$HOOKBUS_SEQ-$HOOKBUS_ATTEMPT-$replay" ]; do sleep 0.02; done
+            exit 0
+            """)
+        // More failed reads than the writes after the attempt ends can retry
+        // (its ops, a cursor move): only the runner's own retry gets past them.
+        let bed = try await OperatorBed.start(in: scratch, subscribers: """
+            [[subscribers]]
+            name = "held"
+            types = ["client.*"]
+            exec = ["/bin/sh", "\(hold)"]
+            """, environment: ["HOOKBUS_FAIL_SKIPPED_READS": "4"])
+        let seq = try await bed.publish(EventLine.make(type: "client.added", source: "fleet", id: "r-1"))
+        try await bed.waitUntil("the retry started") { bed.lines("starts.log") == ["\(seq) 1 0", "\(seq) 2 0"] }
+        // Read while the retry runs: its row is left out, to be read back when it ends.
+        let replay = try await bed.cli("replay", "--from-seq", "\(seq)", "--to-seq", "\(seq)")
+        #expect(replay.status == 0, "\(replay)")
+        _ = try scratch.write("go-\(seq)-2-0", "")
+        try await bed.waitUntil("the replay started", timeout: .seconds(15)) { bed.lines("starts.log").count == 3 }
+        #expect(bed.lines("starts.log").last == "\(seq) 2 1")
+        #expect(bed.broker.log.contains("cannot read retries back; trying again in a second"), "\(bed.broker.log)")
+        _ = try scratch.write("go-\(seq)-2-1", "")
+        try await bed.waitUntil("settled") { try bed.ledger().retries("held").isEmpty && bed.ledger().settled("held", through: seq) }
+    }
+
     @Test("replay refuses an unknown subscriber and an empty selection with exit status 1 and says why")
     func refusals() async throws {
         let scratch = try ScratchDirectory()

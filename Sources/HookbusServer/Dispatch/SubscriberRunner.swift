@@ -53,6 +53,9 @@ final class SubscriberRunner: Sendable {
     /// Retry rows read at a time (a replay of millions comes in slices). A
     /// test seam: HOOKBUS_RETRY_SLICE sets it.
     static let retrySlice = getenv("HOOKBUS_RETRY_SLICE").flatMap { Int(String(cString: $0)) }.map { max(1, $0) } ?? 10_000
+    /// A test seam: HOOKBUS_FAIL_SKIPPED_READS makes each runner's first N
+    /// reads of skipped retry rows (`loadSkipped`) fail, as a storage error would.
+    static let failSkippedReads = getenv("HOOKBUS_FAIL_SKIPPED_READS").flatMap { Int(String(cString: $0)) } ?? 0
     /// And about this many bytes of them at most: a lagging subscriber of
     /// 1 MiB events held 256 MiB of them per read otherwise.
     static let fetchBytes = 4 << 20
@@ -228,6 +231,7 @@ final class SubscriberRunner: Sendable {
         /// (`readSkippedAgain`, one armed at a time): a runner with nothing
         /// else to write must not leave those rows unread until its next event.
         var readSkippedArmed = false
+        var failSkippedReads = SubscriberRunner.failSkippedReads
         var nextTick: Int64 = .max
         /// Seqs above the cursor dead-lettered before a restart.
         var settledAbove = Set<Int64>()
@@ -614,6 +618,10 @@ final class SubscriberRunner: Sendable {
             let settled = skipped.filter { retryInFlight[$0] == nil && !pending.contains($0) }
             if settled.isEmpty { return }
             do {
+                if failSkippedReads > 0 {
+                    failSkippedReads -= 1
+                    throw StoreError(.other, "a read failed (HOOKBUS_FAIL_SKIPPED_READS)")
+                }
                 let rows = try runner.store.retries(for: runner.subscriber.name, seqs: settled.sorted())
                 skipped.subtract(settled)
                 for row in rows {
