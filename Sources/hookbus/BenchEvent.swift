@@ -1,3 +1,4 @@
+import HookbusCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -108,45 +109,11 @@ struct BenchEvent {
     }
 
     /// The send time and warm-up mark carried by an event somewhere in
-    /// `bytes`, or nil if it carries no send time (an event without `w`,
-    /// from an older generator, is not a warm-up event).
+    /// `bytes`, or nil if it carries no send time of `timeDigits` digits
+    /// (`SendStamp`, which the latency-probe hook reads too).
     static func stamp(in bytes: UnsafeRawBufferPointer) -> (sentAt: UInt64, warmup: Bool)? {
-        guard let at = find(marker, in: bytes) else { return nil }
-        var value: UInt64 = 0
-        var index = at + marker.count
-        var digits = 0
-        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
-            value = value &* 10 &+ UInt64(bytes[index] - UInt8(ascii: "0"))
-            index += 1
-            digits += 1
-        }
-        guard digits == timeDigits else { return nil }
-        let mark = UnsafeRawBufferPointer(rebasing: bytes[index...])
-        let warmup = mark.starts(with: warmupMarker) && mark.count > warmupMarker.count + 1
-            && mark[warmupMarker.count] == UInt8(ascii: "1")
-            && (mark[warmupMarker.count + 1] == UInt8(ascii: ",") || mark[warmupMarker.count + 1] == UInt8(ascii: "}"))
-        return (value, warmup)
-    }
-
-    private static let marker = Array(#""data":{"t":"#.utf8)
-    private static let warmupMarker = Array(#","w":"#.utf8)
-
-    /// The offset of the first occurrence of `needle` in `haystack`.
-    static func find(_ needle: [UInt8], in haystack: UnsafeRawBufferPointer) -> Int? {
-        guard needle.count <= haystack.count, let first = needle.first else { return nil }
-        var index = 0
-        let last = haystack.count - needle.count
-        while index <= last {
-            guard let hit = memchrIndex(first, in: haystack, from: index), hit <= last else { return nil }
-            var matched = true
-            for offset in 1..<needle.count where haystack[hit + offset] != needle[offset] {
-                matched = false
-                break
-            }
-            if matched { return hit }
-            index = hit + 1
-        }
-        return nil
+        guard let stamp = SendStamp.find(in: bytes), stamp.digits == timeDigits else { return nil }
+        return (stamp.sentAt, stamp.warmup)
     }
 }
 

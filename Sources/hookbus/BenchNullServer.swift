@@ -1,4 +1,5 @@
 import HookbusClient
+import HookbusCore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import Foundation
 import HookbusClient
+import HookbusCore
 import Testing
 
 /// `hookbus dlq list|show|retry|purge` on the dead letters of a real exec

@@ -177,13 +177,12 @@ struct OperatorReplayTests {
         #expect(twice.isEmpty && never.isEmpty, "delivered more than once: \(twice); never: \(never)")
     }
 
-    @Test("a replay that comes while the event's first attempt or a retry of it is under way is delivered once that attempt ends")
-    func replayWhileInFlight() async throws {
-        let scratch = try ScratchDirectory()
-        defer { scratch.cleanUp() }
-        // Each delivery logs "seq attempt replay" and waits for its go-file;
-        // a client.fails event fails its first attempt (not a replay).
-        let hold = try scratch.write("hold.sh", """
+    /// An exec subscriber's script: each delivery logs "seq attempt replay" to
+    /// starts.log and waits for its go-file (`go-<seq>-<attempt>-<replay>`); a
+    /// client.fails event fails its first attempt (not a replay) at once, a
+    /// client.failslowly event once its go-file is there.
+    static func holdScript(in scratch: ScratchDirectory) throws -> String {
+        try scratch.write("hold.sh", """
             cat > /dev/null
             replay=${HOOKBUS_REPLAY:-0}
             echo "$HOOKBUS_SEQ $HOOKBUS_ATTEMPT $replay" >> \(scratch.root)/starts.log
@@ -192,6 +191,13 @@ struct OperatorReplayTests {
             if [ "$HOOKBUS_EVENT_TYPE" = client.failslowly ] && [ "$HOOKBUS_ATTEMPT" = 1 ] && [ "$replay" = 0 ]; then exit 1; fi
             exit 0
             """)
+    }
+
+    @Test("a replay that comes while the event's first attempt or a retry of it is under way is delivered once that attempt ends")
+    func replayWhileInFlight() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.cleanUp() }
+        let hold = try Self.holdScript(in: scratch)
         let bed = try await OperatorBed.start(in: scratch, subscribers: """
             [[subscribers]]
             name = "held"
@@ -258,15 +264,7 @@ struct OperatorReplayTests {
     func skippedReadRetried() async throws {
         let scratch = try ScratchDirectory()
         defer { scratch.cleanUp() }
-        // The first attempt fails; later ones wait for their go-file.
-        let hold = try scratch.write("hold.sh", """
-            cat > /dev/null
-            replay=${HOOKBUS_REPLAY:-0}
-            echo "$HOOKBUS_SEQ $HOOKBUS_ATTEMPT $replay" >> \(scratch.root)/starts.log
-            if [ "$HOOKBUS_ATTEMPT" = 1 ] && [ "$replay" = 0 ]; then exit 1; fi
-            while [ ! -e "\(scratch.root)/go-$HOOKBUS_SEQ-$HOOKBUS_ATTEMPT-$replay" ]; do sleep 0.02; done
-            exit 0
-            """)
+        let hold = try Self.holdScript(in: scratch)
         // More failed reads than the writes after the attempt ends can retry
         // (its ops, a cursor move): only the runner's own retry gets past them.
         let bed = try await OperatorBed.start(in: scratch, subscribers: """
@@ -275,7 +273,8 @@ struct OperatorReplayTests {
             types = ["client.*"]
             exec = ["/bin/sh", "\(hold)"]
             """, environment: ["HOOKBUS_FAIL_SKIPPED_READS": "4"])
-        let seq = try await bed.publish(EventLine.make(type: "client.added", source: "fleet", id: "r-1"))
+        // Its first attempt fails; the retry waits for its go-file.
+        let seq = try await bed.publish(EventLine.make(type: "client.fails", source: "fleet", id: "r-1"))
         try await bed.waitUntil("the retry started") { bed.lines("starts.log") == ["\(seq) 1 0", "\(seq) 2 0"] }
         // Read while the retry runs: its row is left out, to be read back when it ends.
         let replay = try await bed.cli("replay", "--from-seq", "\(seq)", "--to-seq", "\(seq)")

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import HookbusClient
+import HookbusCore
 import Synchronization
 
 /// A scratch directory with one broker (with an environment of its own), cleaned up together.

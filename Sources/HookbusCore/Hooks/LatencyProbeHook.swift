@@ -156,37 +156,10 @@ public struct LatencyProbeHook: Hook {
         return String(decoding: out.bytes, as: UTF8.self)
     }
 
-    private static let marker = Array(#""data":{"t":"#.utf8)
-    private static let warmupMarker = Array(#","w":1"#.utf8)
-
     /// The send time in `data.t`, if the event's `data` starts with it, and
     /// whether `"w":1` follows it (an event sent during the warm-up).
-    static func stamp(in json: String) -> (sentAt: UInt64, warmup: Bool)? {
+    static func stamp(in json: String) -> SendStamp? {
         var json = json
-        return json.withUTF8 { bytes -> (sentAt: UInt64, warmup: Bool)? in
-            guard bytes.count > marker.count else { return nil }
-            var index = 0
-            let last = bytes.count - marker.count
-            search: while index <= last {
-                for offset in 0..<marker.count where bytes[index + offset] != marker[offset] {
-                    index += 1
-                    continue search
-                }
-                var value: UInt64 = 0
-                var cursor = index + marker.count
-                var digits = 0
-                while cursor < bytes.count, bytes[cursor] >= UInt8(ascii: "0"), bytes[cursor] <= UInt8(ascii: "9"), digits < 20 {
-                    value = value &* 10 &+ UInt64(bytes[cursor] - UInt8(ascii: "0"))
-                    cursor += 1
-                    digits += 1
-                }
-                guard digits > 0 && digits < 20 else { return nil }
-                let rest = UnsafeBufferPointer(rebasing: bytes[cursor...])
-                let warmup = rest.starts(with: warmupMarker) && rest.count > warmupMarker.count
-                    && (rest[warmupMarker.count] == UInt8(ascii: ",") || rest[warmupMarker.count] == UInt8(ascii: "}"))
-                return (value, warmup)
-            }
-            return nil
-        }
+        return json.withUTF8 { SendStamp.find(in: UnsafeRawBufferPointer($0)) }
     }
 }

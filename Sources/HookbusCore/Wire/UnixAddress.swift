@@ -3,7 +3,8 @@ import Glibc
 #endif
 
 /// Calls `body` with the address of the Unix socket at `path`, for `bind` or
-/// `connect`. A path longer than `sun_path` holds (107 bytes and its NUL) is
+/// `connect` (the broker's, the client's, the bench's). Builds an address
+/// only: opening sockets stays with the callers. A path longer than `sun_path` holds (107 bytes and its NUL) is
 /// cut: callers that take a user's path refuse a longer one first.
 public func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
     var address = sockaddr_un()
